@@ -1,0 +1,128 @@
+"""Benchmark of kvv.fit against plain pyhf on the published Belle II B -> K nu nu likelihood.
+
+Times the MLE, the discovery significance and the 90 % CL CLs upper limit with
+kvv (jitted JAX NLL + analytic gradients) and with plain pyhf (numpy backend +
+iminuit, pyhf's own ``fit``/``hypotest``/``toms748_scan``), in one invocation.
+
+    python benchmarks/fit.py              # kvv + plain pyhf MLE and significance
+    python benchmarks/fit.py --plain-limit  # also the plain-pyhf limit (slow: many minutes)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pyhf
+
+WORKSPACE = Path(__file__).resolve().parents[1] / "tests" / "data" / "belle2_bknunu_combined_likelihood.json"
+
+
+def _timed(fn):
+    start = time.perf_counter()
+    try:
+        value = fn()
+        error = None
+    except Exception as exc:  # plain pyhf is expected to fail on some steps
+        value, error = None, f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}"
+    return value, time.perf_counter() - start, error
+
+
+def run_kvv(spec: dict) -> dict:
+    """Time kvv's MLE, significance and limit; the first MLE includes JIT warm-up."""
+    from kvv.fit import Likelihood, mle, significance, upper_limit
+
+    out = {}
+    lh, t_build, _ = _timed(lambda: Likelihood.from_workspace(spec))
+    out["build"] = {"seconds": t_build}
+    res, t, err = _timed(lambda: mle(lh, minos=False))
+    out["warmup_mle"] = {"seconds": t, "error": err}
+    res, t, err = _timed(lambda: mle(lh, minos=False))
+    out["mle"] = {"seconds": t, "mu": res.bestfit[lh.poi_index] if res else None,
+                  "sigma": res.uncertainty[lh.poi_index] if res else None,
+                  "optimizer": res.optimizer if res else None, "error": err}
+    res, t, err = _timed(lambda: mle(lh, minos=True))
+    out["mle_minos"] = {"seconds": t, "minos": res.minos if res else None, "error": err}
+    sig, t, err = _timed(lambda: significance(lh))
+    out["significance"] = {"seconds": t, "Z": sig["Z_obs"] if sig else None, "error": err}
+    lim, t, err = _timed(lambda: upper_limit(lh, cl=0.90))
+    out["limit90"] = {"seconds": t, "mu_up": lim["observed"] if lim else None, "error": err}
+    return out
+
+
+def run_plain(spec: dict, with_limit: bool = False) -> dict:
+    """Time the same steps with plain pyhf (numpy backend, minuit optimiser)."""
+    pyhf.set_backend("numpy", pyhf.optimize.minuit_optimizer(verbose=0))
+    ws = pyhf.Workspace(spec)
+    model = ws.model()
+    data = ws.data(model)
+    out = {}
+    res, t, err = _timed(lambda: pyhf.infer.mle.fit(data, model, return_uncertainties=True))
+    out["mle"] = {"seconds": t, "mu": float(res[model.config.poi_index, 0]) if res is not None else None, "error": err}
+
+    def discovery_z():
+        from scipy.stats import norm
+
+        p0 = pyhf.infer.hypotest(0.0, data, model, test_stat="q0")
+        return float(norm.isf(float(p0)))
+
+    res, t, err = _timed(discovery_z)
+    out["significance"] = {"seconds": t, "Z": res, "error": err}
+    if with_limit:
+        res, t, err = _timed(
+            lambda: pyhf.infer.intervals.upper_limits.toms748_scan(data, model, 0.0, 10.0, level=0.10, rtol=1e-3)
+        )
+        out["limit90"] = {"seconds": t, "mu_up": float(res[0]) if res is not None else None, "error": err}
+    else:
+        out["limit90"] = {"seconds": None, "mu_up": None, "error": "skipped (use --plain-limit)"}
+    return out
+
+
+def run(plain: bool = True, plain_limit: bool = False) -> dict:
+    """Run the benchmark and return the timings as a dict."""
+    spec = json.loads(WORKSPACE.read_text())
+    result = {"workspace": WORKSPACE.name, "kvv": run_kvv(spec)}
+    if plain:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result["plain_pyhf"] = run_plain(spec, with_limit=plain_limit)
+    return result
+
+
+def _fmt(entry: dict | None, key: str) -> str:
+    if not entry:
+        return "-"
+    if entry.get("seconds") is None:
+        return entry.get("error") or "-"
+    value = entry.get(key)
+    text = f"{entry['seconds']:8.2f} s"
+    if value is not None:
+        text += f"  ({key}={value:.3f})" if isinstance(value, float) else f"  ({key}={value})"
+    if entry.get("error"):
+        text += f"  FAILED: {entry['error']}"
+    return text
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--no-plain", action="store_true", help="skip plain pyhf")
+    parser.add_argument("--plain-limit", action="store_true", help="also time the plain-pyhf limit (slow)")
+    parser.add_argument("--json", type=Path, help="write the result dict to this file")
+    args = parser.parse_args()
+    result = run(plain=not args.no_plain, plain_limit=args.plain_limit)
+    kvv, plain = result["kvv"], result.get("plain_pyhf", {})
+    print(f"{'step':<22}{'kvv':<45}{'plain pyhf (numpy+minuit)'}")
+    print(f"{'build+warm-up MLE':<22}{result['kvv']['build']['seconds'] + kvv['warmup_mle']['seconds']:8.2f} s")
+    for step, key in [("MLE", "mu"), ("MLE + MINOS", "minos"), ("significance", "Z"), ("90% CL limit", "mu_up")]:
+        name = {"MLE": "mle", "MLE + MINOS": "mle_minos", "significance": "significance", "90% CL limit": "limit90"}[step]
+        print(f"{step:<22}{_fmt(kvv.get(name), key):<45}{_fmt(plain.get(name), key) if plain else '-'}")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""Two-stage ITA BDT (BDT1, BDT2), continuum reweighting (BDTc) and worker-side scoring.
+
+Training works on feature tables with the feature columns plus ``__event__``,
+``weight``, ``sample`` and ``is_signal``; every stage is k-folded on
+``__event__ % n_folds`` so no event is scored by a model that saw it.
+"""
+
+from kvv.bdt.config import BDTConfig, BDTStageConfig, ContinuumReweightConfig, XGBParams
+from kvv.bdt.eta import SignalEfficiencyTransform
+from kvv.bdt.folds import FOLD_RULE, fold_index
+from kvv.bdt.model import (
+    BDTModels,
+    ContinuumReweighter,
+    FoldedModel,
+    ModelMismatchError,
+    config_hash,
+    load_models,
+    load_models_cached,
+    models_up_to_date,
+    save_models,
+    score_chunk,
+    stage_features,
+)
+from kvv.bdt.reweight import continuum_weight, train_continuum_reweighter
+from kvv.bdt.train import class_balanced_weights, train_all, train_folded
+
+__all__ = [
+    "BDTConfig",
+    "BDTModels",
+    "BDTStageConfig",
+    "ContinuumReweightConfig",
+    "ContinuumReweighter",
+    "FOLD_RULE",
+    "FoldedModel",
+    "ModelMismatchError",
+    "SignalEfficiencyTransform",
+    "XGBParams",
+    "class_balanced_weights",
+    "config_hash",
+    "continuum_weight",
+    "fold_index",
+    "load_models",
+    "load_models_cached",
+    "models_up_to_date",
+    "save_models",
+    "score_chunk",
+    "stage_features",
+    "train_all",
+    "train_continuum_reweighter",
+    "train_folded",
+]

@@ -1,0 +1,525 @@
+"""Executors: where the processors run.
+
+``iterative`` (one process, for debugging and tests), ``futures`` (a local
+process pool), ``dask`` (a local Dask cluster, or any running one through
+``--scheduler``), ``slurm`` (a Dask scheduler here, workers as SLURM jobs
+through dask-jobqueue, scaled between ``--min-jobs`` and ``--max-jobs``).
+
+Secure by default: clusters kvv starts use TLS with credentials generated for
+the run, their dashboard listens on localhost only, and attaching to an
+unencrypted ``tcp://`` scheduler needs ``--insecure``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from coffea import processor
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from kvv.config import ConfigError
+
+log = logging.getLogger(__name__)
+
+EXECUTORS = ("iterative", "futures", "dask", "slurm")
+DEFAULT_SLURM_CONFIG = Path("cluster/slurm.yaml")
+DEFAULT_DASHBOARD = "127.0.0.1:0"
+DEFAULT_RETRIES = 3
+
+
+class ClusterError(ConfigError):
+    """A cluster that cannot be set up or reached; the message is one line.
+
+    A ``ConfigError`` so that the CLI reports it like a bad configuration.
+    """
+
+
+@dataclass
+class Execution:
+    """A coffea executor plus a plain ``map`` for other work (sample generation).
+
+    ``info`` is read live: for Dask it includes the tasks that lost their
+    worker and were computed again (``recomputed``).
+    """
+
+    name: str
+    executor: processor.executor.ExecutorBase
+    map: Callable[[Callable, list], list]
+    workers: int
+    dashboard: str | None = None
+    client: Any = None
+    static_info: dict = field(default_factory=dict)
+    started: float = field(default_factory=time.time)
+
+    @property
+    def info(self) -> dict:
+        """Run facts for the summary: scheduler, SLURM settings, recomputed tasks."""
+        if self.client is None:
+            return dict(self.static_info)
+        return {**self.static_info, **recomputed_tasks(self.client, since=self.started)}
+
+
+# --------------------------------------------------------------------------- SLURM configuration
+
+
+class SlurmConfig(BaseModel):
+    """``cluster/slurm.yaml``: one worker job's resources and the scaling limits."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    partition: str | None = None
+    account: str | None = None
+    cores: int = Field(1, ge=1, description="cores per worker job")
+    processes: int = Field(1, ge=1, description="Dask worker processes per job")
+    memory: str = Field("2GB", description="memory per worker job, e.g. 4GB")
+    walltime: str = "01:00:00"
+    job_name: str = "kvv-worker"
+    job_extra_directives: list[str] = Field(default_factory=list, description="further '#SBATCH' options")
+    job_script_prologue: list[str] = Field(default_factory=list, description="shell lines before the worker starts")
+    log_directory: str = "logs/slurm"
+    shared_temp_directory: str = Field("~/.cache/kvv", description="where worker jobs read the run's TLS files")
+    interface: str | None = None
+    local_directory: str | None = None
+    min_jobs: int = Field(1, ge=1)
+    max_jobs: int = Field(4, ge=1)
+    worker_timeout: float = Field(300.0, gt=0, description="seconds to wait for the first worker")
+
+    @model_validator(mode="after")
+    def _scaling_limits(self) -> SlurmConfig:
+        if self.min_jobs > self.max_jobs:
+            raise ValueError(f"min_jobs ({self.min_jobs}) is larger than max_jobs ({self.max_jobs})")
+        return self
+
+
+def load_slurm_config(path: str | Path, **overrides: Any) -> SlurmConfig:
+    """Read and validate the SLURM YAML; ``overrides`` that are not None win."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except OSError as exc:
+        raise ClusterError(f"{path}: cannot read ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise ClusterError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
+    if not isinstance(raw, dict):
+        raise ClusterError(f"{path}: expected a mapping of settings, got {type(raw).__name__}")
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return SlurmConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ClusterError(f"{path}: {_first_error(exc)}") from None
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    if err["type"] == "extra_forbidden":
+        return f"unknown key '{where}' (known: {', '.join(SlurmConfig.model_fields)})"
+    return f"{where}: {err['msg']}"
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the executor and cluster options to the CLI parser."""
+    g = parser.add_argument_group("execution")
+    g.add_argument("--executor", choices=EXECUTORS, default="futures", help="where the processors run")
+    g.add_argument("--workers", type=int, default=None, help="local worker processes (default: one per core)")
+    g.add_argument("--retries", type=int, default=DEFAULT_RETRIES, help="Dask: times a failed or lost task is rerun")
+    g.add_argument("--scheduler", default=None, help="--executor dask: attach to a running scheduler (tls:// or tcp://)")
+    g.add_argument("--tls-ca", default=None, help="CA certificate of a tls:// scheduler")
+    g.add_argument("--tls-cert", default=None, help="client certificate for a tls:// scheduler")
+    g.add_argument("--tls-key", default=None, help="client key for a tls:// scheduler")
+    g.add_argument("--insecure", action="store_true", help="no TLS: start clusters unencrypted, allow tcp:// schedulers")
+    g.add_argument("--dashboard-address", default=DEFAULT_DASHBOARD, help="where the dashboard of a started cluster listens")
+    s = parser.add_argument_group("SLURM (--executor slurm; overrides --slurm-config)")
+    s.add_argument("--slurm-config", type=Path, default=DEFAULT_SLURM_CONFIG, help="YAML with the worker job settings")
+    s.add_argument("--slurm-partition", default=None, help="partition of the worker jobs")
+    s.add_argument("--slurm-account", default=None, help="account charged for the worker jobs")
+    s.add_argument("--slurm-cores", type=int, default=None, help="cores per worker job")
+    s.add_argument("--slurm-processes", type=int, default=None, help="Dask worker processes per job")
+    s.add_argument("--slurm-memory", default=None, help="memory per worker job, e.g. 4GB")
+    s.add_argument("--slurm-walltime", default=None, help="walltime per worker job, e.g. 02:00:00")
+    s.add_argument("--min-jobs", type=int, default=None, help="adaptive scaling: fewest worker jobs")
+    s.add_argument("--max-jobs", type=int, default=None, help="adaptive scaling: most worker jobs")
+    s.add_argument("--worker-timeout", type=float, default=None, help="seconds to get a first worker before giving up")
+
+
+def slurm_config_from_args(args: argparse.Namespace) -> SlurmConfig:
+    """The SLURM YAML named by ``--slurm-config`` with the CLI overrides applied."""
+    return load_slurm_config(
+        args.slurm_config,
+        partition=args.slurm_partition,
+        account=args.slurm_account,
+        cores=args.slurm_cores,
+        processes=args.slurm_processes,
+        memory=args.slurm_memory,
+        walltime=args.slurm_walltime,
+        min_jobs=args.min_jobs,
+        max_jobs=args.max_jobs,
+        worker_timeout=args.worker_timeout,
+    )
+
+
+def execution_from_args(args: argparse.Namespace) -> contextlib.AbstractContextManager[Execution]:
+    """The executor the CLI options ask for, as a context manager."""
+    return execution(
+        args.executor,
+        workers=args.workers,
+        scheduler=args.scheduler,
+        tls_ca=args.tls_ca,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        insecure=args.insecure,
+        status=not getattr(args, "no_progress", False),
+        dashboard_address=args.dashboard_address,
+        retries=args.retries,
+        slurm=slurm_config_from_args(args) if args.executor == "slurm" else None,
+    )
+
+
+# --------------------------------------------------------------------------- executors
+
+
+def default_workers() -> int:
+    """One worker per core the process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def execution(
+    name: str,
+    *,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    tls_ca: str | None = None,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+    insecure: bool = False,
+    status: bool = True,
+    dashboard_address: str = DEFAULT_DASHBOARD,
+    retries: int = DEFAULT_RETRIES,
+    slurm: SlurmConfig | None = None,
+) -> Iterator[Execution]:
+    """Set up an executor by name; tears everything it started down on exit, also on errors."""
+    if name not in EXECUTORS:
+        raise ClusterError(f"unknown executor {name!r}; choose one of {', '.join(EXECUTORS)}")
+    if scheduler and name != "dask":
+        raise ClusterError(f"--scheduler attaches a Dask client: use it with --executor dask, not {name}")
+    workers = workers or default_workers()
+    if name == "iterative":
+        yield Execution(name, processor.IterativeExecutor(status=status), lambda fn, items: [fn(i) for i in items], 1)
+    elif name == "futures":
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            executor = processor.FuturesExecutor(workers=workers, status=status)
+            yield Execution(name, executor, lambda fn, items: list(pool.map(fn, items)), workers)
+    elif scheduler:
+        security = client_security(scheduler, tls_ca, tls_cert, tls_key, insecure=insecure)
+        with attached_client(scheduler, security) as client:
+            yield dask_execution(name, client, status=status, retries=retries)
+    elif name == "dask":
+        with local_dask_client(workers, secure=not insecure, dashboard_address=dashboard_address) as client:
+            yield dask_execution(name, client, status=status, retries=retries, dashboard_address=dashboard_address)
+    else:
+        cfg = slurm or (load_slurm_config(DEFAULT_SLURM_CONFIG) if DEFAULT_SLURM_CONFIG.exists() else SlurmConfig())
+        with _sigterm_as_exit(), slurm_client(cfg, secure=not insecure, dashboard_address=dashboard_address) as client:
+            info = {"slurm": cfg.model_dump(mode="json"), "log_directory": str(_log_directory(cfg))}
+            yield dask_execution(
+                name,
+                client,
+                status=status,
+                retries=retries,
+                dashboard_address=dashboard_address,
+                workers=cfg.max_jobs * cfg.processes,
+                info=info,
+            )
+
+
+def dask_execution(
+    name: str,
+    client: Any,
+    *,
+    status: bool,
+    retries: int,
+    dashboard_address: str | None = None,
+    workers: int | None = None,
+    info: dict | None = None,
+) -> Execution:
+    """Wrap a connected Dask client; the dashboard link is always printed."""
+    n_workers = workers or len(client.scheduler_info().get("workers", {}))
+    dashboard = dashboard_link(client, dashboard_address)
+    print(f"Dask dashboard: {dashboard}", flush=True)
+    return Execution(
+        name,
+        processor.DaskExecutor(client=client, status=status, retries=retries),
+        _dask_map(client, retries),
+        n_workers,
+        dashboard=dashboard,
+        client=client,
+        static_info={"scheduler": client.scheduler.address, "retries": retries, **(info or {})},
+    )
+
+
+def dashboard_link(client: Any, dashboard_address: str | None = None) -> str:
+    """The dashboard URL; for a cluster we started, on the host it listens on.
+
+    Dask builds its link from the scheduler's host, which is wrong when the
+    dashboard listens on localhost only.
+    """
+    host = (dashboard_address or "").rpartition(":")[0]
+    port = client.scheduler_info().get("services", {}).get("dashboard")
+    if not host or host in ("0.0.0.0", "::", "[::]") or port is None:
+        return client.dashboard_link
+    return f"http://{host}:{port}/status"
+
+
+def _dask_map(client: Any, retries: int) -> Callable[[Callable, list], list]:
+    def run(fn: Callable, items: list) -> list:
+        return client.gather(client.map(fn, items, pure=False, retries=retries))
+
+    return run
+
+
+@contextlib.contextmanager
+def local_dask_client(workers: int, *, secure: bool = True, dashboard_address: str = DEFAULT_DASHBOARD) -> Iterator[Any]:
+    """A LocalCluster of single-threaded worker processes and its client."""
+    from distributed import Client, LocalCluster
+    from distributed.security import Security
+
+    kwargs = dict(security=Security.temporary(), protocol="tls://") if secure else {}
+    with (
+        LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=dashboard_address, **kwargs
+        ) as cluster,
+        Client(cluster, security=kwargs.get("security")) as client,
+    ):
+        yield client
+
+
+# --------------------------------------------------------------------------- attaching to a running scheduler
+
+
+def client_security(
+    scheduler: str, tls_ca: str | None, tls_cert: str | None, tls_key: str | None, *, insecure: bool = False
+) -> Any:
+    """TLS settings for a client of ``scheduler``; refuses plain tcp:// unless ``insecure``."""
+    from distributed.security import Security
+
+    files = {"--tls-ca": tls_ca, "--tls-cert": tls_cert, "--tls-key": tls_key}
+    if scheduler.startswith("tls://"):
+        missing = [opt for opt, value in files.items() if not value]
+        if missing:
+            raise ClusterError(f"a tls:// scheduler needs {', '.join(missing)} (CA, client certificate and key files)")
+        unreadable = [str(v) for v in files.values() if not os.access(str(v), os.R_OK)]
+        if unreadable:
+            raise ClusterError(f"cannot read TLS file(s): {', '.join(unreadable)}")
+        return Security(tls_ca_file=tls_ca, tls_client_cert=tls_cert, tls_client_key=tls_key, require_encryption=True)
+    if not insecure:
+        raise ClusterError(f"scheduler {scheduler} is not tls://; pass --insecure to use an unencrypted connection")
+    return None
+
+
+@contextlib.contextmanager
+def attached_client(scheduler: str, security: Any, timeout: float = 30) -> Iterator[Any]:
+    """A client of a running scheduler; connection failures become one-line errors."""
+    from distributed import Client
+
+    try:
+        client = Client(scheduler, security=security, timeout=timeout)
+    except (OSError, TimeoutError) as exc:
+        raise ClusterError(f"cannot connect to scheduler {scheduler}: {' '.join(str(exc).split())[:300]}") from None
+    with client:
+        yield client
+
+
+# --------------------------------------------------------------------------- SLURM
+
+
+def _log_directory(cfg: SlurmConfig) -> Path:
+    return Path(cfg.log_directory).expanduser().resolve()
+
+
+@contextlib.contextmanager
+def slurm_client(cfg: SlurmConfig, *, secure: bool = True, dashboard_address: str = DEFAULT_DASHBOARD) -> Iterator[Any]:
+    """A SLURMCluster scaled adaptively and its client, with at least one worker.
+
+    All worker jobs are cancelled when the block ends, also on errors.
+    """
+    from distributed import Client
+
+    if shutil.which("sbatch") is None:
+        raise ClusterError("--executor slurm needs the SLURM commands (sbatch, squeue, scancel) on PATH")
+    with _run_security(cfg, secure) as security, _slurm_cluster(cfg, security, dashboard_address) as cluster:
+        preflight(cluster.job_script())
+        cluster.adapt(minimum_jobs=cfg.min_jobs, maximum_jobs=cfg.max_jobs)
+        with Client(cluster, security=security) as client:
+            _wait_for_first_worker(client, cluster, cfg)
+            yield client
+
+
+def write_credentials(folder: Path) -> Any:
+    """New self-signed TLS credentials as ca.pem/cert.pem/key.pem (mode 0600) in ``folder``.
+
+    Returns a ``Security`` for scheduler, workers and client that reads them.
+    Whoever can read the files can join or use the cluster.
+    """
+    from distributed.security import Security
+
+    temporary = Security.temporary()
+    pems = {"ca.pem": temporary.tls_ca_file, "cert.pem": temporary.tls_client_cert, "key.pem": temporary.tls_client_key}
+    for name, pem in pems.items():
+        with os.fdopen(os.open(folder / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+            f.write(pem)
+    ca, cert, key = (str(folder / name) for name in pems)
+    return Security(
+        tls_ca_file=ca,
+        tls_client_cert=cert,
+        tls_client_key=key,
+        tls_scheduler_cert=cert,
+        tls_scheduler_key=key,
+        tls_worker_cert=cert,
+        tls_worker_key=key,
+        require_encryption=True,
+    )
+
+
+@contextlib.contextmanager
+def _run_security(cfg: SlurmConfig, secure: bool) -> Iterator[Any]:
+    """TLS credentials for this run in a private folder, removed afterwards.
+
+    Worker jobs may run on other nodes, so in-memory ``Security.temporary()``
+    credentials must reach them as files; we write them ourselves (mode 0600
+    in a 0700 folder) under ``shared_temp_directory``, which the worker nodes
+    must see (home usually is).
+    """
+    if not secure:
+        yield None
+        return
+    base = Path(cfg.shared_temp_directory).expanduser()
+    base.mkdir(parents=True, exist_ok=True, mode=0o700)
+    folder = Path(tempfile.mkdtemp(prefix="tls-", dir=base))
+    try:
+        yield write_credentials(folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _slurm_cluster(cfg: SlurmConfig, security: Any, dashboard_address: str) -> Iterator[Any]:
+    from dask_jobqueue import SLURMCluster
+
+    log_dir = _log_directory(cfg)
+    log_dir.mkdir(parents=True, exist_ok=True)  # sbatch does not create the -o/-e folder
+    tls = dict(security=security, protocol="tls://") if security else {}
+    cluster = SLURMCluster(
+        queue=cfg.partition,
+        account=cfg.account,
+        cores=cfg.cores,
+        processes=cfg.processes,
+        memory=cfg.memory,
+        walltime=cfg.walltime,
+        job_name=cfg.job_name,
+        job_extra_directives=cfg.job_extra_directives,
+        job_script_prologue=cfg.job_script_prologue,
+        log_directory=str(log_dir),
+        interface=cfg.interface,
+        local_directory=cfg.local_directory,
+        scheduler_options={"dashboard_address": dashboard_address},
+        **tls,
+    )
+    try:
+        yield cluster
+    finally:
+        cluster.close()
+
+
+def preflight(job_script: str) -> None:
+    """Let sbatch check the worker job without submitting it, for a one-line error now."""
+    proc = subprocess.run(["sbatch", "--test-only"], input=job_script, capture_output=True, text=True, timeout=60)
+    if proc.returncode != 0:
+        lines = [line.strip().removeprefix("sbatch: error: ") for line in proc.stderr.splitlines() if line.strip()]
+        reason = "; ".join(dict.fromkeys(lines)) or f"sbatch exit status {proc.returncode}"
+        raise ClusterError(f"SLURM refuses the worker job: {reason}")
+
+
+def _wait_for_first_worker(client: Any, cluster: Any, cfg: SlurmConfig) -> None:
+    try:
+        client.wait_for_workers(1, timeout=cfg.worker_timeout)
+    except TimeoutError:
+        raise ClusterError(
+            f"no Dask worker joined within {cfg.worker_timeout:g} s; worker jobs: {job_states(cluster) or 'none'}; "
+            f"logs in {_log_directory(cfg)}"
+        ) from None
+
+
+def job_states(cluster: Any) -> str:
+    """'<id> <state> (<reason>)' of the cluster's worker jobs, from squeue."""
+    ids = [str(job.job_id) for job in list(cluster.workers.values()) if getattr(job, "job_id", None)]
+    if not ids:
+        return ""
+    proc = subprocess.run(
+        ["squeue", "-h", "-o", "%i %T (%r)", "-j", ",".join(ids)], capture_output=True, text=True, timeout=30
+    )
+    return "; ".join(line.strip() for line in proc.stdout.splitlines() if line.strip())
+
+
+@contextlib.contextmanager
+def _sigterm_as_exit() -> Iterator[None]:
+    """Turn SIGTERM (scancel, walltime) into SystemExit so the worker jobs get cancelled."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _exit(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, _exit)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+# --------------------------------------------------------------------------- fault tolerance
+
+
+def recomputed_tasks(client: Any, since: float = 0.0) -> dict:
+    """Tasks that lost their worker and ran again, from the scheduler's remove-worker events.
+
+    A removed worker's ``running`` tasks and the ``results_lost`` only it held
+    are computed again elsewhere (within ``retries``); coffea's task keys name
+    the chunks. ``since`` (epoch seconds) skips older events of a shared scheduler.
+    """
+    try:
+        events = client.get_events("all")
+    except Exception as exc:  # an old or closed scheduler: leave the summary without it
+        log.debug("no scheduler events: %s", exc)
+        return {}
+    lost = [
+        {
+            "worker": msg.get("worker"),
+            "expected": bool(msg.get("expected")),
+            "running": sorted(str(k) for k in msg.get("processing-tasks", ())),
+            "results_lost": sorted(str(k) for k in msg.get("lost-computed-tasks", ())),
+        }
+        for stamp, msg in events
+        if stamp >= since and isinstance(msg, dict) and msg.get("action") == "remove-worker"
+    ]
+    # adaptive scale-down of an idle worker is no news
+    lost = [x for x in lost if x["running"] or x["results_lost"] or not x["expected"]]
+    return {"workers_lost": [x["worker"] for x in lost if not x["expected"]], "recomputed": lost}

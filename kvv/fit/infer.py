@@ -1,0 +1,350 @@
+"""Inference on a :class:`~kvv.fit.likelihood.Likelihood`: MLE, MINOS, scans, limits, significance, GoF.
+
+Conventions: every fit minimises ``t = -2 ln L``; asymptotic formulae follow
+Cowan, Cranmer, Gross, Vitells (arXiv:1007.1727), with the q~_mu test statistic
+for limits (the POI is bounded below at 0 in the Belle II likelihood) and q0
+for discovery.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.optimize
+import scipy.stats
+
+from .likelihood import FitError, Likelihood
+from .optimize import OptResult, minimize
+
+log = logging.getLogger(__name__)
+
+#: SM branching fraction of B+ -> K+ nu nu (thesis value; analysis-facts.md)
+SM_BRANCHING_FRACTION = 4.97e-6
+
+#: N sigma of the expected-limit band, in pyhf's order
+EXPECTED_SIGMAS = (2, 1, 0, -1, -2)
+
+
+@dataclass
+class FitResult:
+    """Best fit with Hessian uncertainties; ``minos`` maps parameter name -> (lower, upper) errors."""
+
+    names: list[str]
+    bestfit: np.ndarray
+    uncertainty: np.ndarray
+    covariance: np.ndarray
+    twice_nll: float
+    optimizer: str
+    success: bool
+    minos: dict[str, tuple[float, float]] = field(default_factory=dict)
+    attempts: list[str] = field(default_factory=list)
+
+    @property
+    def correlation(self) -> np.ndarray:
+        sigma = np.where(self.uncertainty > 0, self.uncertainty, 1.0)
+        corr = self.covariance / np.outer(sigma, sigma)
+        np.fill_diagonal(corr, np.where(self.uncertainty > 0, 1.0, 0.0))
+        return corr
+
+
+def _check(opt: OptResult, what: str) -> OptResult:
+    if not opt.success:
+        log.warning("%s did not converge with any optimiser; using the best point found", what)
+    return opt
+
+
+def covariance(lh: Likelihood, pars: np.ndarray, data: np.ndarray | None = None, free: np.ndarray | None = None) -> np.ndarray:
+    """Covariance from the inverse Hessian of ``-2 ln L`` (factor 2), zero rows for fixed parameters."""
+    free = ~lh.fixed if free is None else free
+    hess = lh.hessian(pars, data, free)
+    cov = np.zeros((lh.npars, lh.npars))
+    # pseudo-inverse: parameters at a bound can make the Hessian near-singular
+    cov[np.ix_(free, free)] = 2.0 * np.linalg.pinv(hess, hermitian=True)
+    return cov
+
+
+def mle(
+    lh: Likelihood,
+    data: np.ndarray | None = None,
+    *,
+    minos: bool | list[str] = True,
+    fixed: dict[int, float] | None = None,
+    init: np.ndarray | None = None,
+    uncertainties: bool = True,
+) -> FitResult:
+    """Maximum-likelihood fit with Hessian errors and, by default, MINOS errors on the POI.
+
+    ``minos`` may be a list of parameter names; ``True`` means the POI only.
+    """
+    opt = _check(minimize(lh, data, init=init, fixed=fixed), "MLE")
+    free = ~lh.fixed.copy()
+    for index in fixed or {}:
+        free[index] = False
+    cov = covariance(lh, opt.x, data, free) if uncertainties else np.zeros((lh.npars, lh.npars))
+    sigma = np.sqrt(np.clip(np.diag(cov), 0.0, None))
+    result = FitResult(lh.names, opt.x, sigma, cov, opt.fval, opt.optimizer, opt.success, attempts=opt.attempts)
+    names = [lh.poi_name] if minos is True else list(minos or [])
+    for name in names:
+        if name not in lh.names:
+            raise FitError(f"MINOS parameter '{name}' is not in the model")
+        result.minos[name] = minos_interval(lh, result, lh.names.index(name), data)
+    return result
+
+
+def _profile(lh: Likelihood, index: int, value: float, data: np.ndarray | None, init: np.ndarray) -> OptResult:
+    return minimize(lh, data, init=init, fixed={index: value})
+
+
+def minos_interval(lh: Likelihood, fit: FitResult, index: int, data: np.ndarray | None = None) -> tuple[float, float]:
+    """MINOS-like asymmetric errors: where the profiled ``-2 ln L`` rises by 1, found by root finding.
+
+    An interval edge beyond the parameter bound is reported at the bound.
+    """
+    centre, sigma = fit.bestfit[index], max(fit.uncertainty[index], 1e-3)
+    low, high = lh.bounds[index]
+    edges = []
+    for sign, bound in ((-1.0, low), (1.0, high)):
+        warm = fit.bestfit.copy()
+
+        def rise(value: float) -> float:
+            nonlocal warm
+            opt = _profile(lh, index, value, data, warm)
+            warm = opt.x
+            return opt.fval - fit.twice_nll - 1.0
+
+        step = sigma
+        edge = bound
+        inner = centre
+        # walk outwards in steps of sigma until the profile has risen by more than 1
+        while abs(step) < 20 * sigma:
+            trial = float(np.clip(centre + sign * step, low, high))
+            if rise(trial) > 0:
+                edge = scipy.optimize.brentq(rise, inner, trial, xtol=1e-4 * sigma) if trial != inner else trial
+                break
+            if trial in (low, high):
+                break
+            inner, step = trial, step * 1.5
+        edges.append(edge - centre)
+    return edges[0], edges[1]
+
+
+def scan(
+    lh: Likelihood, values: np.ndarray | None = None, data: np.ndarray | None = None, fit: FitResult | None = None
+) -> dict:
+    """Profile-likelihood scan of the POI: ``delta(-2 ln L)`` at each value."""
+    fit = fit or mle(lh, data, minos=False)
+    if values is None:
+        centre, sigma = fit.bestfit[lh.poi_index], fit.uncertainty[lh.poi_index]
+        low, high = lh.bounds[lh.poi_index]
+        values = np.linspace(max(low, centre - 3 * sigma), min(high, centre + 3 * sigma), 25)
+    warm, profile = fit.bestfit, []
+    for value in values:
+        opt = _profile(lh, lh.poi_index, float(value), data, warm)
+        warm = opt.x
+        profile.append(opt.fval - fit.twice_nll)
+    return {"parameter": lh.poi_name, "values": np.asarray(values, float), "delta_twice_nll": np.asarray(profile)}
+
+
+def _asymptotic_pvalues(sqrt_q: float, sqrt_qa: float) -> tuple[float, float]:
+    """(CLs+b, CLb) for q~_mu in the asymptotic approximation, eqs. (65)-(66) of arXiv:1007.1727."""
+    norm = scipy.stats.norm
+    if sqrt_q <= sqrt_qa or sqrt_qa == 0:
+        return float(norm.sf(sqrt_q)), float(norm.sf(sqrt_q - sqrt_qa))
+    q, qa = sqrt_q**2, sqrt_qa**2
+    return float(norm.sf((q + qa) / (2 * sqrt_qa))), float(norm.sf((q - qa) / (2 * sqrt_qa)))
+
+
+class _HypoTest:
+    """Caches the fits needed for asymptotic CLs at any POI value (observed and Asimov mu = 0)."""
+
+    def __init__(self, lh: Likelihood, data: np.ndarray | None = None) -> None:
+        self.lh, self.data = lh, lh.data if data is None else data
+        self.fit = minimize(lh, self.data)
+        background = minimize(lh, self.data, init=self.fit.x, fixed={lh.poi_index: 0.0})
+        self.asimov = lh.expected_data(background.x)
+        self.asimov_fit = minimize(lh, self.asimov, init=background.x)
+        self._warm = {"obs": [(self.fit.x[lh.poi_index], self.fit.x)], "asimov": [(0.0, background.x)]}
+        self.nfits = 3
+
+    def _fixed_fit(self, kind: str, mu: float) -> float:
+        # warm start from the fit at the closest POI value already done
+        _, init = min(self._warm[kind], key=lambda item: abs(item[0] - mu))
+        data = self.data if kind == "obs" else self.asimov
+        opt = _check(minimize(self.lh, data, init=init, fixed={self.lh.poi_index: mu}), f"fixed-POI fit at {mu:.4g}")
+        self._warm[kind].append((mu, opt.x))
+        self.nfits += 1
+        return opt.fval
+
+    def sqrt_q(self, mu: float) -> float:
+        mu_hat = self.fit.x[self.lh.poi_index]
+        if mu < mu_hat:  # one-sided: upward fluctuations do not count against mu
+            return 0.0
+        return float(np.sqrt(max(self._fixed_fit("obs", mu) - self.fit.fval, 0.0)))
+
+    def sqrt_qa(self, mu: float) -> float:
+        return float(np.sqrt(max(self._fixed_fit("asimov", mu) - self.asimov_fit.fval, 0.0)))
+
+    def cls(self, mu: float) -> tuple[float, np.ndarray]:
+        """Observed CLs and the expected CLs at +2..-2 sigma at ``mu``."""
+        sqrt_qa = self.sqrt_qa(mu)
+        clsb, clb = _asymptotic_pvalues(self.sqrt_q(mu), sqrt_qa)
+        expected = []
+        for n in EXPECTED_SIGMAS:
+            e_clsb, e_clb = _asymptotic_pvalues(sqrt_qa - n, sqrt_qa)
+            expected.append(e_clsb / e_clb)
+        return clsb / clb, np.asarray(expected)
+
+
+def upper_limit(
+    lh: Likelihood,
+    cl: float = 0.90,
+    data: np.ndarray | None = None,
+    *,
+    scan_points: int = 0,
+    rtol: float = 1e-3,
+) -> dict:
+    """Asymptotic CLs upper limit on the POI at confidence level ``cl``, observed and expected (+2..-2 sigma).
+
+    Limits are found by root finding on CLs(mu) - (1 - cl); the expected ones
+    only need the cached Asimov fits.  ``scan_points > 0`` also returns a CLs
+    scan over [0, 1.5 x the +2 sigma expected limit] for plotting.
+    """
+    alpha = 1.0 - cl
+    hypo = _HypoTest(lh, data)
+    low, high = lh.bounds[lh.poi_index]
+    low = max(low, 0.0)
+
+    def bracket(fn) -> tuple[float, float]:
+        # start just above mu-hat / 0 and expand towards the POI bound until CLs < alpha
+        lo, hi = low + 1e-6, max(hypo.fit.x[lh.poi_index], low) + 1.0
+        while fn(hi) > 0:
+            lo, hi = hi, min(2 * hi, high)
+            if hi == lo:
+                raise FitError(f"the {cl:.0%} CL limit is above the POI upper bound {high}")
+        return lo, hi
+
+    def solve(fn) -> float:
+        lo, hi = bracket(fn)
+        return float(scipy.optimize.brentq(fn, lo, hi, rtol=rtol))
+
+    observed = solve(lambda mu: hypo.cls(mu)[0] - alpha)
+    expected = [solve(lambda mu, i=i: hypo.cls(mu)[1][i] - alpha) for i in range(len(EXPECTED_SIGMAS))]
+    result = {"cl": cl, "observed": observed, "expected": expected, "expected_sigmas": list(EXPECTED_SIGMAS)}
+    if scan_points:
+        values = np.linspace(low, 1.5 * expected[0], scan_points)
+        points = [hypo.cls(mu) for mu in values]
+        result["scan"] = {
+            "values": values,
+            "cls_observed": np.asarray([p[0] for p in points]),
+            "cls_expected": np.asarray([p[1] for p in points]),
+        }
+    result["nfits"] = hypo.nfits
+    return result
+
+
+def significance(lh: Likelihood, data: np.ndarray | None = None, *, expected_mu: float = 1.0) -> dict:
+    """Discovery significance from q0, observed and expected (Asimov with POI = ``expected_mu``)."""
+    data = lh.data if data is None else data
+    fit = minimize(lh, data)
+    null = _check(minimize(lh, data, init=fit.x, fixed={lh.poi_index: 0.0}), "background-only fit")
+    q0 = max(null.fval - fit.fval, 0.0) if fit.x[lh.poi_index] > 0 else 0.0
+    # expected: Asimov data from the conditional fit at mu = expected_mu
+    cond = minimize(lh, data, init=fit.x, fixed={lh.poi_index: expected_mu})
+    asimov = lh.expected_data(cond.x)
+    asimov_null = minimize(lh, asimov, init=null.x, fixed={lh.poi_index: 0.0})
+    asimov_free = minimize(lh, asimov, init=cond.x)
+    q0_a = max(asimov_null.fval - asimov_free.fval, 0.0)
+    z_obs, z_exp = float(np.sqrt(q0)), float(np.sqrt(q0_a))
+    return {
+        "q0": q0,
+        "Z_obs": z_obs,
+        "p0_obs": float(scipy.stats.norm.sf(z_obs)),
+        "Z_exp": z_exp,
+        "p0_exp": float(scipy.stats.norm.sf(z_exp)),
+        "expected_mu": expected_mu,
+        "null_fit_optimizer": null.optimizer,
+        "null_fit_attempts": null.attempts,
+    }
+
+
+def _constrained(lh: Likelihood) -> list[tuple[str, slice, np.ndarray, np.ndarray]]:
+    """(name, slice, nominal, pre-fit width) of every constrained parameter set."""
+    config = lh.model.config
+    out = []
+    for name in config.par_order:
+        pset = config.param_set(name)
+        if not getattr(pset, "constrained", False):
+            continue
+        nominal = np.asarray(pset.suggested_init, float)
+        if pset.pdf_type == "normal":
+            width = np.asarray(pset.width(), float)
+        else:  # Poisson (shapesys): relative width 1/sqrt(tau)
+            width = 1.0 / np.sqrt(np.asarray(pset.factors, float))
+        out.append((name, config.par_slice(name), nominal, width))
+    return out
+
+
+def pulls(lh: Likelihood, fit: FitResult) -> list[dict]:
+    """Pull ``(theta_hat - theta_0)/sigma_0`` and constraint ``sigma_hat/sigma_0`` of each constrained NP."""
+    rows = []
+    for name, sl, nominal, width in _constrained(lh):
+        indices = range(lh.npars)[sl]
+        for index, theta0, sigma0 in zip(indices, nominal, width):
+            rows.append(
+                {
+                    "name": lh.names[index],
+                    "index": index,
+                    "pull": float((fit.bestfit[index] - theta0) / sigma0),
+                    "constraint": float(fit.uncertainty[index] / sigma0),
+                    "prefit_width": float(sigma0),
+                    "modifier": name,
+                }
+            )
+    return rows
+
+
+def goodness_of_fit(lh: Likelihood, fit: FitResult, data: np.ndarray | None = None) -> dict:
+    """Saturated-model goodness of fit: ``t = -2 ln(L_fit / L_sat)`` with ndof = bins - unconstrained free parameters.
+
+    In the saturated model every bin's expectation equals its observed count
+    and every constrained parameter sits at its auxiliary measurement, so each
+    auxiliary measurement absorbs one constrained parameter.
+    """
+    data = lh.data if data is None else np.asarray(data, float)
+    config = lh.model.config
+    n_main = config.nmaindata
+    expected = lh.expected_data(fit.bestfit)[:n_main]
+    observed = data[:n_main]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_term = np.where(observed > 0, observed * np.log(observed / expected), 0.0)
+    t_main = 2.0 * float(np.sum(expected - observed + log_term))
+    # constraint part: Gaussian/Poisson terms relative to their maximum at the auxiliary data
+    t_constraint = 0.0
+    aux = data[n_main:]
+    offset = 0
+    for name in config.auxdata_order:
+        pset = config.param_set(name)
+        size = pset.n_parameters
+        theta = fit.bestfit[config.par_slice(name)]
+        a = aux[offset : offset + size]
+        if pset.pdf_type == "normal":
+            t_constraint += float(np.sum(((theta - a) / np.asarray(pset.width(), float)) ** 2))
+        else:
+            rate = theta * np.asarray(pset.factors, float)
+            t_constraint += 2.0 * float(np.sum(rate - a + np.where(a > 0, a * np.log(a / rate), 0.0)))
+        offset += size
+    n_unconstrained = sum(
+        int(np.sum(~lh.fixed[config.par_slice(name)]))
+        for name in config.par_order
+        if not getattr(config.param_set(name), "constrained", False)
+    )
+    ndof = n_main - n_unconstrained
+    t = t_main + t_constraint
+    return {"t": t, "t_main": t_main, "t_constraint": t_constraint, "ndof": ndof, "p_value": float(scipy.stats.chi2.sf(t, ndof))}
+
+
+def to_branching_fraction(mu: float | np.ndarray, sm: float = SM_BRANCHING_FRACTION) -> float | np.ndarray:
+    """Branching fraction corresponding to a signal strength: ``mu * B_SM``."""
+    return mu * sm

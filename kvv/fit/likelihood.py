@@ -1,0 +1,189 @@
+"""Loading pyhf workspaces and turning them into a fast, differentiable likelihood.
+
+The NLL is pyhf's own ``model.logpdf`` traced once with pyhf's JAX backend and
+compiled with ``jax.jit``; value and analytic gradient then cost ~1 ms on the
+published Belle II likelihood, against ~30 ms for pyhf's un-jitted paths.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pyhf
+
+log = logging.getLogger(__name__)
+
+
+class FitError(ValueError):
+    """A workspace or fit configuration kvv cannot use; the message is one line."""
+
+
+def _jax():
+    # imported lazily: importing jax costs ~1 s and is not needed to build workspaces
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    return jax
+
+
+@contextlib.contextmanager
+def jax_backend() -> Iterator[None]:
+    """Switch pyhf to its JAX backend and restore the caller's backend afterwards."""
+    _jax()
+    previous = pyhf.get_backend()
+    pyhf.set_backend("jax", precision="64b")
+    try:
+        yield
+    finally:
+        pyhf.set_backend(*previous)
+
+
+def _describe_invalid(exc: pyhf.exceptions.InvalidSpecification) -> str:
+    field = exc.path or "<top level>"
+    return f"schema violation at '{field}': {exc.parent.message}"
+
+
+def load_workspace(workspace: dict | str | Path) -> pyhf.Workspace:
+    """Read and validate a workspace given as a dict or a JSON file path.
+
+    Raises :class:`FitError` with a one-line message naming the file and the
+    failing field for unreadable, malformed or schema-invalid input.
+    """
+    source = "workspace"
+    if isinstance(workspace, (str, Path)):
+        source = str(workspace)
+        try:
+            text = Path(workspace).read_text()
+        except OSError as exc:
+            raise FitError(f"{source}: cannot read workspace ({exc.strerror})") from None
+        try:
+            workspace = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise FitError(f"{source}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    if not isinstance(workspace, dict):
+        raise FitError(f"{source}: a workspace must be a JSON object, got {type(workspace).__name__}")
+    try:
+        return pyhf.Workspace(workspace)
+    except pyhf.exceptions.InvalidSpecification as exc:
+        raise FitError(f"{source}: {_describe_invalid(exc)}") from None
+    except (pyhf.exceptions.InvalidWorkspaceOperation, KeyError, TypeError) as exc:
+        raise FitError(f"{source}: invalid workspace ({exc})") from None
+
+
+class Likelihood:
+    """A pyhf model with its observed data and a jitted ``-2 ln L`` and gradient.
+
+    All methods take and return NumPy arrays; ``data`` always includes the
+    auxiliary data, as in pyhf.
+    """
+
+    def __init__(self, workspace: pyhf.Workspace, measurement: str | None = None) -> None:
+        jax = _jax()
+        with jax_backend():
+            try:
+                self.model = workspace.model(measurement_name=measurement)
+            except (pyhf.exceptions.InvalidModel, pyhf.exceptions.InvalidMeasurement, KeyError) as exc:
+                raise FitError(f"cannot build model: {exc}") from None
+            self.data = np.asarray(workspace.data(self.model), dtype=float)
+        config = self.model.config
+        if config.poi_index is None:
+            raise FitError("the measurement defines no parameter of interest")
+        self.poi_index: int = config.poi_index
+        self.poi_name: str = config.poi_name
+        self.names: list[str] = list(config.par_names)
+        self.init = np.asarray(config.suggested_init(), dtype=float)
+        self.bounds = np.asarray(config.suggested_bounds(), dtype=float)
+        self.fixed = np.asarray(config.suggested_fixed(), dtype=bool)
+        self.workspace = workspace
+
+        model = self.model
+
+        def twice_nll(pars, data):
+            return -2.0 * model.logpdf(pars, data)[0]
+
+        def expected(pars):
+            return model.expected_data(pars, include_auxdata=True)
+
+        def by_sample(pars):
+            return model.main_model.expected_data(pars, return_by_sample=True)
+
+        # tracing happens on first call, so every call goes through jax_backend()
+        self._value_and_grad = jax.jit(jax.value_and_grad(twice_nll))
+        self._value = jax.jit(twice_nll)
+        self._expected = jax.jit(expected)
+        self._by_sample = jax.jit(by_sample)
+
+    @classmethod
+    def from_workspace(cls, workspace: dict | str | Path | pyhf.Workspace, measurement: str | None = None) -> Likelihood:
+        """Build from a workspace dict, JSON path or :class:`pyhf.Workspace`."""
+        if not isinstance(workspace, pyhf.Workspace):
+            workspace = load_workspace(workspace)
+        return cls(workspace, measurement)
+
+    @property
+    def npars(self) -> int:
+        return len(self.init)
+
+    def twice_nll(self, pars: np.ndarray, data: np.ndarray | None = None) -> float:
+        """``-2 ln L(pars | data)``."""
+        with jax_backend():
+            return float(self._value(np.asarray(pars, float), self._data(data)))
+
+    def value_and_grad(self, pars: np.ndarray, data: np.ndarray | None = None) -> tuple[float, np.ndarray]:
+        """``-2 ln L`` and its analytic gradient."""
+        with jax_backend():
+            value, grad = self._value_and_grad(np.asarray(pars, float), self._data(data))
+        return float(value), np.asarray(grad)
+
+    def hessian(self, pars: np.ndarray, data: np.ndarray | None = None, free: np.ndarray | None = None) -> np.ndarray:
+        """Hessian of ``-2 ln L`` in the free parameters, by central differences of the exact gradient.
+
+        Differencing the analytic gradient is accurate to O(h^2) and avoids a
+        second-order JAX trace, whose compilation costs ~15 s on large models.
+        """
+        pars = np.asarray(pars, float)
+        free_idx = np.flatnonzero(~self.fixed if free is None else free)
+        steps = 1e-4 * np.maximum(1.0, np.abs(pars))
+        hess = np.zeros((len(free_idx), len(free_idx)))
+        for row, i in enumerate(free_idx):
+            up, down = pars.copy(), pars.copy()
+            up[i] += steps[i]
+            down[i] -= steps[i]
+            g_up = self.value_and_grad(up, data)[1]
+            g_down = self.value_and_grad(down, data)[1]
+            hess[row] = (g_up - g_down)[free_idx] / (2 * steps[i])
+        return 0.5 * (hess + hess.T)
+
+    def expected_data(self, pars: np.ndarray) -> np.ndarray:
+        """Expected main + auxiliary data: an Asimov data set for ``pars``."""
+        with jax_backend():
+            return np.asarray(self._expected(np.asarray(pars, float)))
+
+    def expected_by_sample(self, pars: np.ndarray) -> np.ndarray:
+        """Expected main-model yields, shape (n_samples, n_bins), samples in ``model.config.samples`` order."""
+        with jax_backend():
+            return np.asarray(self._by_sample(np.asarray(pars, float)))
+
+    def toy(self, pars: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """A pseudo-experiment: Poisson main data and fluctuated auxiliary data around ``pars``."""
+        config = self.model.config
+        expected = self.expected_data(pars)
+        main = rng.poisson(expected[: config.nmaindata]).astype(float)
+        aux = []
+        for name in config.auxdata_order:
+            pset = config.param_set(name)
+            centre = np.asarray(pars[config.par_slice(name)], float)
+            if pset.pdf_type == "normal":
+                aux.append(rng.normal(centre, np.asarray(pset.width(), float)))
+            else:  # Poisson-constrained (shapesys): aux counts are tau * gamma
+                tau = np.asarray(pset.factors, float)
+                aux.append(rng.poisson(centre * tau).astype(float))
+        return np.concatenate([main, *aux]) if aux else main
+
+    def _data(self, data: np.ndarray | None) -> np.ndarray:
+        return self.data if data is None else np.asarray(data, float)

@@ -1,0 +1,150 @@
+"""Robust minimisation of ``-2 ln L``: a chain of optimisers tried until one converges.
+
+Plain pyhf + MINUIT fails, for instance, on the mu = 0 fixed fit of the
+discovery test on the published Belle II likelihood (mu sits on its bound and
+MIGRAD's numerical Hessian seeding goes astray).  Here every fit runs the
+strategies in :data:`DEFAULT_CHAIN` in turn, warm-started where possible, and
+accepts the first result whose projected gradient vanishes; the result records
+which optimiser succeeded and why the earlier ones were rejected.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import iminuit
+import numpy as np
+import scipy.optimize
+
+from .likelihood import Likelihood
+
+log = logging.getLogger(__name__)
+
+#: optimisers in the order they are tried
+DEFAULT_CHAIN: tuple[str, ...] = ("tnc", "minuit0", "minuit1", "lbfgsb", "minuit2", "slsqp", "minuit1_restart")
+
+#: largest projected |d(-2 ln L)/d theta| accepted as a minimum
+GRADIENT_TOLERANCE = 2e-2
+
+
+@dataclass
+class OptResult:
+    """Outcome of :func:`minimize`; ``x`` covers all parameters, fixed ones included."""
+
+    x: np.ndarray
+    fval: float
+    success: bool
+    optimizer: str
+    nfev: int
+    attempts: list[str] = field(default_factory=list)
+
+
+class _Objective:
+    """``-2 ln L`` restricted to the free parameters, caching the last value/gradient pair."""
+
+    def __init__(self, lh: Likelihood, data: np.ndarray, start: np.ndarray, free: np.ndarray) -> None:
+        self.lh, self.data, self.full, self.free = lh, data, start.astype(float).copy(), free
+        self.nfev = 0
+        self._key: bytes | None = None
+        self._cache: tuple[float, np.ndarray] = (np.nan, np.empty(0))
+
+    def expand(self, x: np.ndarray) -> np.ndarray:
+        full = self.full.copy()
+        full[self.free] = x
+        return full
+
+    def __call__(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+        key = np.asarray(x, float).tobytes()
+        if key != self._key:
+            self.nfev += 1
+            value, grad = self.lh.value_and_grad(self.expand(x), self.data)
+            if not np.isfinite(value):
+                # keep optimisers out of unphysical regions (negative yields) without crashing
+                value, grad = 1e30, np.zeros_like(grad)
+            self._key, self._cache = key, (value, grad[self.free])
+        return self._cache
+
+
+def _projected_gradient(grad: np.ndarray, x: np.ndarray, bounds: np.ndarray) -> float:
+    # at an active bound only the component pointing out of the box may be non-zero
+    g = grad.copy()
+    at_low = (x <= bounds[:, 0] + 1e-8) & (g > 0)
+    at_high = (x >= bounds[:, 1] - 1e-8) & (g < 0)
+    g[at_low | at_high] = 0.0
+    return float(np.max(np.abs(g))) if g.size else 0.0
+
+
+def _run_scipy(method: str, obj: _Objective, x0: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    options = {"maxfun": 50000} if method == "TNC" else {"maxiter": 20000}
+    res = scipy.optimize.minimize(obj, x0, jac=True, method=method, bounds=bounds, options=options)
+    return np.asarray(res.x)
+
+
+def _run_minuit(strategy: int, obj: _Objective, x0: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    minuit = iminuit.Minuit(lambda x: obj(x)[0], x0, grad=lambda x: obj(x)[1])
+    minuit.errordef = iminuit.Minuit.LEAST_SQUARES  # the objective is -2 ln L
+    minuit.limits = [tuple(b) for b in bounds]
+    minuit.strategy = strategy
+    minuit.print_level = 0
+    minuit.migrad(ncall=100000)
+    return np.asarray(minuit.values)
+
+
+def _attempt(name: str, obj: _Objective, x0: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    if name == "tnc":
+        return _run_scipy("TNC", obj, x0, bounds)
+    if name == "lbfgsb":
+        return _run_scipy("L-BFGS-B", obj, x0, bounds)
+    if name == "slsqp":
+        return _run_scipy("SLSQP", obj, x0, bounds)
+    if name.startswith("minuit"):
+        return _run_minuit(int(name.removeprefix("minuit").removesuffix("_restart")), obj, x0, bounds)
+    raise ValueError(f"unknown optimiser '{name}'")
+
+
+def minimize(
+    lh: Likelihood,
+    data: np.ndarray | None = None,
+    *,
+    init: np.ndarray | None = None,
+    fixed: dict[int, float] | None = None,
+    chain: tuple[str, ...] = DEFAULT_CHAIN,
+) -> OptResult:
+    """Minimise ``-2 ln L`` over the free parameters, trying the optimisers in ``chain`` in turn.
+
+    ``fixed`` maps parameter indices to values held constant on top of the
+    model's own fixed parameters.  Each optimiser after the first is
+    warm-started from the best point found so far; ``*_restart`` entries start
+    from the model's suggested initial values instead.
+    """
+    data = lh.data if data is None else np.asarray(data, float)
+    start = (lh.init if init is None else np.asarray(init, float)).copy()
+    free = ~lh.fixed.copy()
+    for index, value in (fixed or {}).items():
+        start[index] = value
+        free[index] = False
+    bounds = lh.bounds[free]
+    start[free] = np.clip(start[free], bounds[:, 0], bounds[:, 1])
+    obj = _Objective(lh, data, start, free)
+
+    best_x, best_f = start[free], obj(start[free])[0]
+    attempts: list[str] = []
+    for name in chain:
+        x0 = lh.init[free].clip(bounds[:, 0], bounds[:, 1]) if name.endswith("_restart") else best_x
+        try:
+            x = _attempt(name, obj, x0, bounds)
+        except (RuntimeError, ValueError, FloatingPointError) as exc:
+            attempts.append(f"{name}: error {exc}")
+            continue
+        value, grad = obj(x)
+        pgrad = _projected_gradient(grad, x, bounds)
+        if np.isfinite(value) and value <= best_f + 1e-6:
+            best_x, best_f = x, value
+        if np.isfinite(value) and pgrad < GRADIENT_TOLERANCE and value <= best_f + 1e-6:
+            attempts.append(f"{name}: converged (-2lnL={value:.6f}, |grad|={pgrad:.1e})")
+            return OptResult(obj.expand(x), value, True, name, obj.nfev, attempts)
+        attempts.append(f"{name}: rejected (-2lnL={value:.6f}, |grad|={pgrad:.1e})")
+        log.debug("optimiser %s rejected: |grad|=%.2e", name, pgrad)
+    log.warning("no optimiser converged; returning the best point found (%s)", "; ".join(attempts))
+    return OptResult(obj.expand(best_x), best_f, False, "none", obj.nfev, attempts)

@@ -1,0 +1,150 @@
+"""hist histograms of the analysis: fit templates per region and control distributions.
+
+Every histogram is booked with the full, fixed list of samples and variations,
+so histograms from any chunk, worker or executor add bin by bin.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Collection, Mapping
+from pathlib import Path
+
+import hist
+import numpy as np
+import uproot
+
+from kvv.config import AnalysisConfig, ControlHistogram, Region
+
+NOMINAL = "nominal"
+
+
+def variation_names(cfg: AnalysisConfig) -> list[str]:
+    """Nominal first, then ``<name>_up`` / ``<name>_down`` of every variation."""
+    names = [NOMINAL]
+    for v in cfg.variations:
+        names += [f"{v.name}_up", f"{v.name}_down"]
+    return names
+
+
+def _sample_axis(cfg: AnalysisConfig) -> hist.axis.StrCategory:
+    return hist.axis.StrCategory([s.name for s in cfg.samples], name="dataset")
+
+
+def template_histogram(cfg: AnalysisConfig, region: Region) -> hist.Hist:
+    """Empty template histogram of a region: dataset (sample) x variation x fit variables.
+
+    The sample axis is called ``dataset`` because ``sample`` is a keyword of ``Hist.fill``.
+    """
+    axes = [_sample_axis(cfg), hist.axis.StrCategory(variation_names(cfg), name="variation")]
+    axes += [
+        hist.axis.Variable(a.edges, name=a.variable, label=a.label or a.variable, flow=False)
+        for a in region.axes
+    ]
+    return hist.Hist(*axes, storage=hist.storage.Weight())
+
+
+def control_histogram(cfg: AnalysisConfig, control: ControlHistogram) -> hist.Hist:
+    """Empty control histogram: sample x one variable, with flow bins."""
+    return hist.Hist(
+        _sample_axis(cfg),
+        hist.axis.Regular(
+            control.bins, control.start, control.stop, name=control.variable, label=control.label or control.variable
+        ),
+        storage=hist.storage.Weight(),
+    )
+
+
+def book(cfg: AnalysisConfig) -> dict[str, dict[str, hist.Hist]]:
+    """All histograms of an analysis, empty: ``{"templates": {region: h}, "controls": {var: h}}``."""
+    return {
+        "templates": {r.name: template_histogram(cfg, r) for r in cfg.regions},
+        "controls": {c.variable: control_histogram(cfg, c) for c in cfg.controls},
+    }
+
+
+def fill_template(
+    h: hist.Hist,
+    region: Region,
+    sample: str,
+    variation: str,
+    columns: Mapping[str, np.ndarray],
+    weights: np.ndarray,
+) -> None:
+    """Fill one region's template with the events given (already selected)."""
+    # Bins are [lo, hi): a score of exactly the last edge (BDT2 = 1.0 in float32)
+    # would fall into the overflow, which the fit does not see; keep it in the last bin.
+    values = {
+        a.variable: np.where(columns[a.variable] == a.edges[-1], np.nextafter(a.edges[-1], -np.inf), columns[a.variable])
+        for a in region.axes
+    }
+    h.fill(dataset=sample, variation=variation, **values, weight=weights)
+
+
+def templates_for_fit(
+    templates: Mapping[str, hist.Hist], cfg: AnalysisConfig, observed_samples: Collection[str] = ()
+) -> tuple[dict[str, dict[str, dict]], dict[str, np.ndarray]]:
+    """Merge samples into fit templates per region, flattening the fit variables.
+
+    Returns ``({region: {template: {"yields", "sumw2", "variations"}}}, {region: observed})``.
+    Only the data samples named in ``observed_samples`` (real, unweighted data)
+    give observations; prescaled pseudo-data cannot stand in a Poisson term.
+    """
+    out: dict[str, dict[str, dict]] = {}
+    observed: dict[str, np.ndarray] = {}
+    varied = [v.name for v in cfg.variations]
+    for region in cfg.regions:
+        h = templates[region.name]
+        per_template: dict[str, dict] = {}
+        for sample in cfg.samples:
+            if sample.resonance != region.resonance:
+                continue
+            view = h[{"dataset": sample.name}]
+            nominal = view[{"variation": NOMINAL}]
+            yields = np.ravel(nominal.values())
+            if sample.is_data:
+                if sample.name in observed_samples:
+                    observed[region.name] = observed.get(region.name, 0) + yields
+                continue
+            entry = per_template.setdefault(
+                sample.template,
+                {"yields": 0.0, "sumw2": 0.0, "variations": {v: {"up": 0.0, "down": 0.0} for v in varied}},
+            )
+            entry["yields"] = entry["yields"] + yields
+            entry["sumw2"] = entry["sumw2"] + np.ravel(nominal.variances())
+            for v in varied:
+                for side in ("up", "down"):
+                    entry["variations"][v][side] = entry["variations"][v][side] + np.ravel(
+                        view[{"variation": f"{v}_{side}"}].values()
+                    )
+        out[region.name] = per_template
+    return out, observed
+
+
+def save_pickle(histograms: Mapping, path: Path) -> None:
+    """Lossless Python form of the merged histograms (hist objects pickle exactly)."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "wb") as f:
+        pickle.dump(dict(histograms), f, protocol=pickle.HIGHEST_PROTOCOL)
+    tmp.replace(path)
+
+
+def load_pickle(path: Path) -> dict:
+    with open(path, "rb") as f:
+        return pickle.load(f)
+
+
+def save_root(histograms: Mapping[str, Mapping[str, hist.Hist]], path: Path) -> None:
+    """One TH1/TH2 per (group, histogram, sample, variation), named ``region/sample/variation``."""
+    tmp = path.with_suffix(".tmp.root")
+    with uproot.recreate(tmp) as f:
+        for group, hists in histograms.items():
+            for name, h in hists.items():
+                for sample in h.axes["dataset"]:
+                    view = h[{"dataset": sample}]
+                    if "variation" in view.axes.name:
+                        for variation in view.axes["variation"]:
+                            f[f"{group}/{name}/{sample}/{variation}"] = view[{"variation": variation}]
+                    else:
+                        f[f"{group}/{name}/{sample}"] = view
+    tmp.replace(path)

@@ -1,0 +1,105 @@
+"""Run outputs that are read by people: cutflow tables, control plots, the run summary."""
+
+from __future__ import annotations
+
+import json
+import platform
+from collections.abc import Mapping
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from kvv.config import AnalysisConfig
+
+PACKAGES = ("kvv", "numpy", "numba", "awkward", "uproot", "coffea", "dask", "distributed", "hist", "xgboost", "pyhf")
+
+
+def package_versions() -> dict[str, str]:
+    out = {}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def cutflow_markdown(cutflow: Mapping[str, Mapping[str, np.ndarray]]) -> str:
+    """One table per sample: step, raw events, weighted events, efficiency w.r.t. the first row."""
+    lines = []
+    for sample, rows in cutflow.items():
+        lines += [f"### {sample}", "", "| step | events | weighted | efficiency |", "|---|---:|---:|---:|"]
+        first = None
+        for step, (raw, weighted) in rows.items():
+            first = first if first is not None else raw
+            eff = raw / first if first else 0.0
+            lines.append(f"| {step} | {int(raw)} | {weighted:.6g} | {eff:.4f} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def cutflow_json(cutflow: Mapping[str, Mapping[str, np.ndarray]]) -> dict:
+    return {
+        sample: {step: {"events": int(row[0]), "weighted": float(row[1])} for step, row in rows.items()}
+        for sample, rows in cutflow.items()
+    }
+
+
+def write_json(obj: Mapping, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_jsonable))
+    tmp.replace(path)
+
+
+def _jsonable(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def environment() -> dict:
+    return {"python": platform.python_version(), "machine": platform.machine(), "packages": package_versions()}
+
+
+def control_plots(controls: Mapping, cfg: AnalysisConfig, outdir: Path) -> list[Path]:
+    """Stacked MC templates with data points (where present) for each control variable."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import mplhep
+
+    outdir.mkdir(parents=True, exist_ok=True)
+    written = []
+    mplhep.style.use("LHCb2")
+    for variable, h in controls.items():
+        for resonance in ("on", "off"):
+            samples = [s for s in cfg.samples if s.resonance == resonance]
+            mc = [s for s in samples if not s.is_data]
+            data = [s for s in samples if s.is_data]
+            if not mc:
+                continue
+            by_template: dict[str, object] = {}
+            for s in mc:
+                view = h[{"dataset": s.name}]
+                by_template[s.template] = by_template[s.template] + view if s.template in by_template else view
+            fig, ax = plt.subplots(figsize=(8, 6))
+            mplhep.histplot(list(by_template.values()), label=list(by_template), stack=True, histtype="fill", ax=ax)
+            if data:
+                total = sum((h[{"dataset": s.name}] for s in data[1:]), h[{"dataset": data[0].name}])
+                mplhep.histplot(total, histtype="errorbar", color="black", label="data", ax=ax)
+            ax.set_xlabel(h.axes[variable].label)
+            ax.set_ylabel("events")
+            ax.set_yscale("log")
+            ax.set_title(f"{cfg.name}: {'on' if resonance == 'on' else 'off'}-resonance", fontsize=14)
+            ax.legend(fontsize=11, ncols=2)
+            path = outdir / f"{variable}_{resonance}.png"
+            fig.savefig(path, dpi=90, bbox_inches="tight")
+            plt.close(fig)
+            written.append(path)
+    return written

@@ -1,0 +1,220 @@
+"""``python -m kvv.run``: the whole analysis, stage by stage.
+
+simulate (missing samples) -> train (feature tables, BDTs) -> process
+(histograms, cutflows, control plots) -> fit (workspace, inference).
+Each stage reads what the previous one wrote in ``<outputs>/<analysis>/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from coffea import processor
+
+from kvv import cluster, histograms, inputs, report
+from kvv.config import DEFAULT_CONFIG, AnalysisConfig, ConfigError, load_config
+
+log = logging.getLogger("kvv")
+
+STAGES = ("simulate", "train", "process", "fit")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m kvv.run",
+        description="Run a kvv analysis: simulate missing samples, train the BDTs, fill histograms, fit.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--config", default=DEFAULT_CONFIG, help="analysis YAML: a path or a name in analysis_config/")
+    p.add_argument("--stage", choices=("all", *STAGES), default="all", help="run one stage only, or all in order")
+    cluster.add_arguments(p)
+    p.add_argument("--chunksize", type=int, default=200_000, help="events per chunk")
+    p.add_argument("--max-files", type=int, default=None, help="at most this many files per sample")
+    p.add_argument("--max-chunks", type=int, default=None, help="at most this many chunks per sample")
+    p.add_argument("--outputs", type=Path, default=Path("outputs"), help="output folder")
+    p.add_argument("--skip-bad-files", action="store_true", help="skip unreadable files and list them in the summary")
+    p.add_argument("--workspace", type=Path, default=None, help="fit stage: fit this pyhf JSON workspace instead")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return p
+
+
+def output_dir(args: argparse.Namespace, cfg: AnalysisConfig) -> Path:
+    path = args.outputs / cfg.name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def run_processor(
+    execution: cluster.Execution, fileset: dict, proc: processor.ProcessorABC, args: argparse.Namespace, cfg: AnalysisConfig
+) -> dict:
+    """Run a processor over a fileset on the chosen executor."""
+    from kvv.schema import Belle2Schema
+
+    runner = processor.Runner(
+        executor=execution.executor,
+        schema=Belle2Schema,
+        chunksize=args.chunksize,
+        maxchunks=args.max_chunks,
+        skipbadfiles=args.skip_bad_files,
+        savemetrics=True,
+    )
+    output, metrics = runner(fileset, proc, treename=cfg.tree)
+    return {"output": output, "metrics": metrics}
+
+
+def stage_simulate(cfg: AnalysisConfig, execution: cluster.Execution) -> list:
+    return inputs.generate_missing(cfg, cfg.samples, lambda tasks: execution.map(_generate, tasks))
+
+
+def _generate(task: dict) -> dict:
+    from kvv.simulate import generate_sample
+
+    return generate_sample(**task)
+
+
+def training_config_hash(cfg: AnalysisConfig) -> str:
+    """Hash of everything a BDT depends on: samples, cleanup, preselection, features, BDT settings."""
+    from kvv.bdt import config_hash
+
+    keys = ("samples", "simulation", "cleanup", "kaon", "preselection", "features", "bdt", "luminosity")
+    return config_hash(cfg.model_dump(mode="json", include=set(keys)))
+
+
+def stage_train(cfg: AnalysisConfig, execution: cluster.Execution, args: argparse.Namespace, out: Path) -> dict:
+    """Write feature tables of all on-resonance MC and off-resonance data, then train."""
+    import pandas as pd
+
+    from kvv import bdt
+    from processors.knunu import KnunuProcessor
+
+    if cfg.bdt is None:
+        log.info("no BDT configured; nothing to train")
+        return {}
+    model_dir = out / "models"
+    chash = training_config_hash(cfg)
+    if bdt.models_up_to_date(model_dir, chash):
+        log.info("BDT models are up to date (config hash %s)", chash[:12])
+        return {"skipped": True, "config_hash": chash}
+    samples = [s for s in cfg.samples if (s.resonance == "on" and not s.is_data) or (s.resonance == "off" and s.is_data)]
+    found = inputs.collect_inputs(cfg, samples, skip_bad_files=args.skip_bad_files, max_files=args.max_files)
+    table_dir = out / "tables"
+    table_dir.mkdir(parents=True, exist_ok=True)
+    for old in table_dir.glob("*.parquet"):
+        old.unlink()
+    result = run_processor(execution, inputs.fileset(found, cfg), KnunuProcessor(cfg, table_dir=table_dir), args, cfg)
+    tables = result["output"].get("tables", {})
+    mc_names = [s.name for s in samples if not s.is_data]
+    mc = pd.concat([pd.read_parquet(p) for name in mc_names for p in sorted(tables.get(name, []))], ignore_index=True)
+    signal_samples = {s.name for s in cfg.samples if s.template == cfg.fit.signal_template}
+    mc["is_signal"] = mc["sample"].isin(signal_samples)
+    data_paths = [p for s in samples if s.is_data for p in sorted(tables.get(s.name, []))]
+    offres = pd.concat([pd.read_parquet(p) for p in data_paths], ignore_index=True) if data_paths else None
+    log.info("training BDTs on %d MC events (%d signal)", len(mc), int(mc["is_signal"].sum()))
+    summary = bdt.train_all(mc, cfg.bdt, model_dir, config_hash=chash, offres_table=offres)
+    report.write_json(summary, out / "bdt_summary.json")
+    return summary
+
+
+def stage_process(cfg: AnalysisConfig, execution: cluster.Execution, args: argparse.Namespace, out: Path) -> dict:
+    """Fill histograms and cutflows of every sample and write them with plots and a summary."""
+    from processors.knunu import KnunuProcessor
+
+    model_dir = out / "models"
+    use_models = cfg.bdt is not None and (model_dir / "model.json").exists()
+    if cfg.bdt is not None and not use_models:
+        log.warning("no trained BDT models in %s: templates with BDT axes stay empty", model_dir)
+    found = inputs.collect_inputs(cfg, cfg.samples, skip_bad_files=args.skip_bad_files, max_files=args.max_files)
+    start = time.perf_counter()
+    result = run_processor(
+        execution, inputs.fileset(found, cfg), KnunuProcessor(cfg, model_dir=model_dir if use_models else None), args, cfg
+    )
+    elapsed = time.perf_counter() - start
+    output = result["output"]
+    hists = {"templates": output["templates"], "controls": output["controls"]}
+    histograms.save_pickle(hists, out / "histograms.pkl")
+    histograms.save_root(hists, out / "histograms.root")
+    (out / "cutflow.md").write_text(f"# Cutflow: {cfg.name}\n\n" + report.cutflow_markdown(output["cutflow"]))
+    report.write_json(report.cutflow_json(output["cutflow"]), out / "cutflow.json")
+    report.control_plots(output["controls"], cfg, out / "plots")
+    summary = {
+        "analysis": cfg.name,
+        "config_hash": cfg.hash(),
+        "executor": execution.name,
+        "workers": execution.workers,
+        "dashboard": execution.dashboard,
+        "chunksize": args.chunksize,
+        "bdt_models": str(model_dir) if use_models else None,
+        "wall_time_s": elapsed,
+        "samples": {
+            name: {
+                "files": len(si.files),
+                "entries_in_files": si.entries,
+                "entries_processed": int(output["entries"].get(name, np.zeros(1))[0]),
+                "weight": inputs.fileset(found, cfg).get(name, {}).get("metadata", {}).get("weight"),
+                "skipped_files": si.skipped,
+            }
+            for name, si in found.items()
+        },
+        "cluster": execution.info,
+        "metrics": {k: v for k, v in result["metrics"].items() if isinstance(v, (int, float, str))},
+        "environment": report.environment(),
+    }
+    report.write_json(summary, out / "summary.json")
+    return summary
+
+
+def stage_fit(cfg: AnalysisConfig | None, args: argparse.Namespace, out: Path) -> dict:
+    """Build the workspace from the merged templates (or take --workspace) and run the inference."""
+    from kvv import fit
+
+    if args.workspace is not None:
+        return fit.run_inference(args.workspace, out / "fit")
+    hists = histograms.load_pickle(out / "histograms.pkl")
+    templates, observed = histograms.templates_for_fit(hists["templates"], cfg)
+    spec = fit.build_workspace(templates, fit.model_config_from_analysis(cfg), observations=observed or None)
+    report.write_json(spec, out / "workspace.json")
+    return fit.run_inference(spec, out / "fit")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s"
+    )
+    try:
+        if args.workspace is not None:
+            out = args.outputs / args.workspace.stem
+            out.mkdir(parents=True, exist_ok=True)
+            stage_fit(None, args, out)
+            return 0
+        cfg = load_config(args.config)
+        out = output_dir(args, cfg)
+        stages = STAGES if args.stage == "all" else (args.stage,)
+        needs_executor = any(s in stages for s in ("simulate", "train", "process"))
+        with cluster.execution_from_args(args) if needs_executor else contextlib.nullcontext() as execution:
+            for stage in stages:
+                log.info("stage %s", stage)
+                if stage == "simulate":
+                    stage_simulate(cfg, execution)
+                elif stage == "train":
+                    stage_train(cfg, execution, args, out)
+                elif stage == "process":
+                    stage_process(cfg, execution, args, out)
+                elif stage == "fit":
+                    stage_fit(cfg, args, out)
+        log.info("outputs in %s", out)
+        return 0
+    except (ConfigError, inputs.InputError) as exc:
+        print(f"kvv: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
