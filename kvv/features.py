@@ -16,8 +16,8 @@ side is the whole ROE (tracks and photons together, no missing category):
     H^oo_l = sum_{i, j in ROE} |p*_i| |p*_j| P_l(cos theta*_ij),       l = 1..4
 
 (ordered pairs, i = j included), both divided by H_0 = (sum_all |p*|)^2, the
-Fox-Wolfram normalisation of the whole event. H^oo_0 is dropped, it equals
-(1 - x)^2 with x(1 - x) = H^so_0. E_T and the missing mass squared, the other
+Fox-Wolfram normalisation of the whole event. H^oo_0 is dropped: with
+x = |p*_K| / sum_all |p*|, H^so_0 = x (1 - x) and H^oo_0 = (1 - x)^2. E_T and the missing mass squared, the other
 KSFW inputs, are the features ``e_t`` and ``m2_miss``.
 """
 
@@ -36,7 +36,7 @@ FEATURE_DOCS: dict[str, str] = {
     "kaon_cos_miss": "cos of the angle between kaon and missing momentum, CMS",
     "kaon_dr": "|dr| of the kaon track (distance to the beam spot) [cm]",
     "kaon_dz": "|dz| of the kaon track [cm]",
-    "kaon_dz_roe": "|dz_K - <dz>_ROE|, kaon to mean ROE-track dz (tag-vertex proxy) [cm]",
+    "kaon_dz_roe": "|dz_K - <dz>_ROE|: kaon to mean ROE-track dz, tag-vertex proxy, 0 without ROE tracks [cm]",
     "roe_dz_spread": "standard deviation of the ROE-track dz, 0 without ROE tracks [cm]",
     # rest of event
     "roe_energy": "ROE energy E*_ROE [GeV]",
@@ -98,7 +98,6 @@ COLUMN_DOCS: dict[str, str] = {
 """Per-event columns that are not BDT inputs: selection, fit and bookkeeping."""
 
 COLUMN_NAMES: tuple[str, ...] = tuple(COLUMN_DOCS)
-
 
 
 def event_features(

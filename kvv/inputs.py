@@ -150,6 +150,11 @@ def inspect_file(path: str, tree: str, branches: Iterable[str]) -> InputFile:
     except Exception as exc:  # uproot raises many types for non-ROOT or truncated files
         raise InputError(f"{path}: not a readable ROOT file ({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
     with f:
+        # A file cut short (interrupted copy or write) can still have a readable
+        # header and directory; the size recorded in the header gives it away.
+        size = Path(path).stat().st_size if Path(path).exists() else None
+        if size is not None and size < f.file.fEND:
+            raise InputError(f"{path}: truncated ROOT file ({size} of {f.file.fEND} bytes)")
         if tree not in f:
             raise InputError(f"{path}: no TTree named {tree!r}")
         t = f[tree]

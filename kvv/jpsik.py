@@ -85,7 +85,6 @@ def best_jpsik(
     n_cand = np.zeros(n_events, dtype=np.int64)
     for i in range(n_events):
         s = np.sqrt(beam_e[i] ** 2 - beam_px[i] ** 2 - beam_py[i] ** 2 - beam_pz[i] ** 2)
-        # E* = (p . P_beam) / sqrt(s): the CMS energy without building the boost
         t0, nt = offsets[i], offsets[i + 1] - offsets[i]
         best = np.inf
         for a in range(nt):
@@ -103,13 +102,14 @@ def best_jpsik(
                     if k == a or k == b or charge[jk] == 0 or not kaon_id[jk] > kaon_id_cut:
                         continue
                     p4 = dimuon + _track_p4(px, py, pz, jk, M_KAON)
+                    # E* = (p . P_beam) / sqrt(s): the CMS energy without building the boost
                     e_cms = (p4[0] * beam_e[i] - p4[1] * beam_px[i] - p4[2] * beam_py[i] - p4[3] * beam_pz[i]) / s
-                    delta_e = abs(e_cms - 0.5 * s)
-                    if delta_e >= delta_e_window:
+                    abs_delta_e = abs(e_cms - 0.5 * s)
+                    if abs_delta_e >= delta_e_window:
                         continue
                     n_cand[i] += 1
-                    if delta_e < best:
-                        best = delta_e
+                    if abs_delta_e < best:  # strict: ties keep the first, lowest-index candidate
+                        best = abs_delta_e
                         daughters[i, 0], daughters[i, 1] = (a, b) if charge[ja] > 0 else (b, a)
                         daughters[i, 2] = k
                         b_p4[i] = p4
@@ -173,7 +173,8 @@ def signal_like_kaon(b_lab: np.ndarray, q2: np.ndarray, rng: np.random.Generator
     the boost uses the reconstructed B momentum with the nominal B mass.
     """
     n = len(q2)
-    p = np.sqrt(np.maximum((M_BPLUS**2 - (M_KAON + np.sqrt(q2)) ** 2) * (M_BPLUS**2 - (M_KAON - np.sqrt(q2)) ** 2), 0.0))
+    m_nunu = np.sqrt(q2)
+    p = np.sqrt(np.maximum((M_BPLUS**2 - (M_KAON + m_nunu) ** 2) * (M_BPLUS**2 - (M_KAON - m_nunu) ** 2), 0.0))
     p /= 2.0 * M_BPLUS
     cos_t = rng.uniform(-1.0, 1.0, n)
     phi = rng.uniform(-np.pi, np.pi, n)
@@ -209,8 +210,12 @@ def signal_proxy(
     return subset(dataclasses.replace(tracks, px=px, py=py, pz=pz), keep), q2
 
 
+Intervals = Mapping[str, tuple[float | None, float | None]]
+"""Score cuts as ``{name: (lo, hi)}``, [lo, hi) with None for open ends (as region cuts)."""
+
+
 def selection_efficiency(
-    scores: Mapping[str, np.ndarray], cuts: Mapping[str, tuple[float | None, float | None]], weights: np.ndarray | None = None
+    scores: Mapping[str, np.ndarray], cuts: Intervals, weights: np.ndarray | None = None
 ) -> tuple[float, float]:
     """Fraction of (weighted) events inside every ``[lo, hi)`` score interval, and its binomial error.
 
@@ -230,7 +235,7 @@ def selection_efficiency(
 def efficiency_ratio(
     data_scores: Mapping[str, np.ndarray],
     mc_scores: Mapping[str, np.ndarray],
-    cuts: Mapping[str, tuple[float | None, float | None]],
+    cuts: Intervals,
     mc_weights: np.ndarray | None = None,
 ) -> tuple[float, float]:
     """Selection-efficiency ratio eps(proxy from data) / eps(proxy from MC) and its uncertainty.

@@ -95,7 +95,8 @@ def control_plots(controls: Mapping, cfg: AnalysisConfig, outdir: Path) -> list[
                 mplhep.histplot(total, histtype="errorbar", color="black", label="data", ax=ax)
             ax.set_xlabel(h.axes[variable].label)
             ax.set_ylabel("events")
-            ax.set_yscale("log")
+            if any(t.values().sum() > 0 for t in by_template.values()):
+                ax.set_yscale("log")
             ax.set_title(f"{cfg.name}: {'on' if resonance == 'on' else 'off'}-resonance", fontsize=14)
             ax.legend(fontsize=11, ncols=2)
             path = outdir / f"{variable}_{resonance}.png"

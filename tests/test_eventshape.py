@@ -71,16 +71,17 @@ def test_thrust_exact_matches_brute_force(n):
         assert np.linalg.norm(a) == pytest.approx(1.0) and a[2] >= 0
 
 
-def test_thrust_iterative_beyond_exact_range():
-    rng = np.random.default_rng(11)
-    counts = np.full(100, es.EXACT_THRUST_MAX_N + 2)
+@pytest.mark.parametrize("n", [es.EXACT_THRUST_MAX_N + 1, 13, 15])
+def test_thrust_iterative_beyond_exact_range(n):
+    rng = np.random.default_rng(n)
+    counts = np.full(100, n)
     p = random_batch(rng, counts)
     value, axis = run(es.thrust, split(p, counts))
     want = np.array([brute_thrust(ev) for ev in split(p, counts)])
     # a local maximum: never above the true thrust, equal in the vast majority of events
     assert np.all(value <= want * (1 + 1e-12))
-    assert np.mean(np.isclose(value, want, rtol=1e-12)) >= 0.9
-    assert np.all(value >= 0.97 * want)
+    assert np.mean(np.isclose(value, want, rtol=1e-12)) >= 0.95
+    assert np.all(value >= 0.95 * want)
 
 
 def test_thrust_hand_cases():

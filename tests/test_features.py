@@ -207,6 +207,16 @@ def test_edge_events(batch):
     assert not out["has_kaon"][3] and out["roe_n_tracks"][3] == 1 and out["kaon_index"][3] == -1
 
 
+def test_batch_without_events():
+    empty_f, empty_i = np.zeros(0), np.zeros(0, np.int32)
+    offsets = np.zeros(1, np.int64)
+    tracks = TrackColumns(offsets, *[empty_f] * 3, empty_i, empty_f, empty_f, empty_i, empty_f, empty_f)
+    photons = PhotonColumns(offsets, empty_f, empty_f, empty_f)
+    out = features.event_features(tracks, photons, BeamColumns(*[empty_f] * 4))
+    assert set(out) == set(features.FEATURE_NAMES) | set(features.COLUMN_NAMES)
+    assert all(v.shape == (0,) for v in out.values())
+
+
 def test_kaon_id_cut_and_pxd_requirement():
     rng = np.random.default_rng(5)
     tracks, photons, beam = random_batch(rng, rng.poisson(9, 200), rng.poisson(7, 200))

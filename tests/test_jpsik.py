@@ -202,3 +202,14 @@ def test_signal_proxy_on_simulation(jpsik_sample):
     # removing the dimuon (about 3 GeV in the CMS) creates the missing energy of a signal decay
     assert np.mean(after["e_miss"][has] - before["e_miss"][has]) > 2.5
     assert 0.0 < np.mean(q2[has]) < (jpsik.M_BPLUS - jpsik.M_KAON) ** 2
+
+
+def test_sm_q2_sampler_matches_the_generator():
+    from scipy import stats
+
+    from kvv.eventformat import Process
+    from kvv.simulate.generator import generate_events
+
+    generated = generate_events(Process.KNUNU, 5000, beams=Beams(), seed=5).q2
+    sampled = jpsik.sample_sm_q2(5000, np.random.default_rng(1))
+    assert stats.ks_2samp(generated[generated >= 0], sampled).pvalue > 0.01

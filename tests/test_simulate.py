@@ -12,6 +12,7 @@ from kvv.beams import SQRT_S_OFF_RESONANCE, Beams
 from kvv.eventformat import Process
 from kvv.simulate import (
     cross_section,
+    decay_table,
     four_momentum_balance,
     generate_events,
     generate_sample,
@@ -272,3 +273,24 @@ def test_detector_response(events):
     assert 2.0 < background.sum() / events[Process.CHARGED].n_events < 4.0
     assert np.mean(ph["E"][background] < 0.1) > 0.7
     assert reco.n_tracks.sum() == len(tr["px"]) and reco.n_photons.sum() == len(ph["E"])
+
+
+def test_truth_bookkeeping(events):
+    table = decay_table()
+    modes = [dau for _, dau in table.modes("B+")]
+    signal_mode = modes.index(["K+", "nu_e", "anti-nu_e"])
+    ev = events[Process.KNUNU]
+    # exactly one B per event is the forced signal B (B+ or B-, same mode index)
+    is_signal = ev.b_modes == signal_mode
+    assert np.all(is_signal.sum(axis=1) >= 1)
+    assert 0.45 < np.mean(is_signal[:, 0]) < 0.55
+    generic = events[Process.CHARGED]
+    assert np.all((generic.b_modes >= 0) & (generic.b_modes < len(modes)))
+    assert np.all(generic.q2[generic.b_modes.max(axis=1) < signal_mode] == -1.0)
+    assert np.all(events[Process.UUBAR].b_modes == -1) and np.all(events[Process.UUBAR].q2 == -1.0)
+
+
+def test_tune_changes_continuum():
+    nominal = generate_events(Process.UUBAR, 3000, beams=BEAMS, seed=9)
+    tuned = generate_events(Process.UUBAR, 3000, beams=BEAMS, seed=9, tune={"units_per_string": 2.0, "pt_scale": 0.36})
+    assert charged_multiplicity(tuned).mean() > charged_multiplicity(nominal).mean() + 0.5

@@ -147,9 +147,8 @@ def train_all(
     models = BDTModels(fit1.model, fit2.model, cfg.bdt1_cut, eta, config_hash=config_hash)
     continuum_info = None
     if cfg.continuum is not None and offres_table is not None:
-        mc = table[table["sample"].isin(cfg.continuum.samples).to_numpy()].assign(
-            bdt1=fit1.oof[table["sample"].isin(cfg.continuum.samples).to_numpy()]
-        )
+        is_continuum = table["sample"].isin(cfg.continuum.samples).to_numpy()
+        mc = table[is_continuum].assign(bdt1=fit1.oof[is_continuum])
         off = as_frame(offres_table)
         off = off.assign(
             bdt1=fit1.model.predict(off[cfg.bdt1.features].to_numpy(np.float32), off["__event__"].to_numpy())

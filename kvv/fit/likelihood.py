@@ -112,11 +112,27 @@ class Likelihood:
         def by_sample(pars):
             return model.main_model.expected_data(pars, return_by_sample=True)
 
-        # tracing happens on first call, so every call goes through jax_backend()
         self._value_and_grad = jax.jit(jax.value_and_grad(twice_nll))
         self._value = jax.jit(twice_nll)
         self._expected = jax.jit(expected)
         self._by_sample = jax.jit(by_sample)
+        self._traced: set[str] = set()
+
+    def _call(self, name: str, *args: np.ndarray):
+        """Call a jitted function; the first call traces pyhf's model, which needs pyhf's JAX backend.
+
+        Switching pyhf's backend makes every model recompute its tensors, so it
+        is done only for tracing; later calls with same-shaped float64 inputs
+        reuse the compiled function and never touch pyhf.
+        """
+        fn = getattr(self, name)
+        args = tuple(np.asarray(a, dtype=float) for a in args)
+        if name in self._traced:
+            return fn(*args)
+        with jax_backend():
+            out = fn(*args)
+        self._traced.add(name)
+        return out
 
     @classmethod
     def from_workspace(cls, workspace: dict | str | Path | pyhf.Workspace, measurement: str | None = None) -> Likelihood:
@@ -131,13 +147,11 @@ class Likelihood:
 
     def twice_nll(self, pars: np.ndarray, data: np.ndarray | None = None) -> float:
         """``-2 ln L(pars | data)``."""
-        with jax_backend():
-            return float(self._value(np.asarray(pars, float), self._data(data)))
+        return float(self._call("_value", pars, self._data(data)))
 
     def value_and_grad(self, pars: np.ndarray, data: np.ndarray | None = None) -> tuple[float, np.ndarray]:
         """``-2 ln L`` and its analytic gradient."""
-        with jax_backend():
-            value, grad = self._value_and_grad(np.asarray(pars, float), self._data(data))
+        value, grad = self._call("_value_and_grad", pars, self._data(data))
         return float(value), np.asarray(grad)
 
     def hessian(self, pars: np.ndarray, data: np.ndarray | None = None, free: np.ndarray | None = None) -> np.ndarray:
@@ -161,13 +175,11 @@ class Likelihood:
 
     def expected_data(self, pars: np.ndarray) -> np.ndarray:
         """Expected main + auxiliary data: an Asimov data set for ``pars``."""
-        with jax_backend():
-            return np.asarray(self._expected(np.asarray(pars, float)))
+        return np.asarray(self._call("_expected", pars))
 
     def expected_by_sample(self, pars: np.ndarray) -> np.ndarray:
         """Expected main-model yields, shape (n_samples, n_bins), samples in ``model.config.samples`` order."""
-        with jax_backend():
-            return np.asarray(self._by_sample(np.asarray(pars, float)))
+        return np.asarray(self._call("_by_sample", pars))
 
     def toy(self, pars: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """A pseudo-experiment: Poisson main data and fluctuated auxiliary data around ``pars``."""
@@ -186,4 +198,4 @@ class Likelihood:
         return np.concatenate([main, *aux]) if aux else main
 
     def _data(self, data: np.ndarray | None) -> np.ndarray:
-        return self.data if data is None else np.asarray(data, float)
+        return self.data if data is None else data

@@ -22,6 +22,7 @@ MODELS = {"PHSP": 0, "BKNUNU": 1, "VSS": 2, "VLL": 3}
 BW_WINDOW = 3.0  # resonance masses are sampled within +-3 widths (and above threshold)
 MIN_WIDTH = 1e-3  # GeV; narrower states are generated at their nominal mass
 FLAVOURS = ("u", "d", "s", "c")
+RARE_BF = 1e-4  # modes below this branching fraction are not renormalised
 NEUTRINOS = {12, 14, 16}
 
 
@@ -192,10 +193,13 @@ def build_decay_table(spec: dict) -> DecayTable:
         rows = decays.get(p, [])
         mode_start[ptype[p]] = len(cum)
         mode_count[ptype[p]] = len(rows)
-        total = sum(r[0] for r in rows)
+        # rare modes (signal, B(K* nu nu) ~ 1e-5) keep their absolute branching fraction;
+        # the others are scaled to fill the rest of the unit total
+        rare = sum(r[0] for r in rows if r[0] < RARE_BF)
+        scale = (1.0 - rare) / sum(r[0] for r in rows if r[0] >= RARE_BF) if rows else 1.0
         acc = 0.0
         for bf, dau, model in rows:
-            acc += bf / total
+            acc += bf if bf < RARE_BF else bf * scale
             cum.append(acc)
             bf_col.append(bf)
             model_col.append(model)
@@ -230,7 +234,8 @@ def build_decay_table(spec: dict) -> DecayTable:
         m_k = mass[daughters[dau_start[row]]]
         q2 = np.linspace(0.0, (m_b - m_k) ** 2, 4001)
         # 2 % margin above the grid maximum keeps accept-reject unbiased
-        mode_wmax[row] = 1.02 * max(bknunu_weight(q, m_b, m_k) for q in q2)
+        # (the pure-Python twin of the kernel avoids compiling it for another signature)
+        mode_wmax[row] = 1.02 * max(bknunu_weight.py_func(float(q), m_b, m_k) for q in q2)
 
     mode_psmax = _phase_space_maxima(mode_start, mode_count, dau_start, dau_count, daughters, mass_hi, mass_lo)
 

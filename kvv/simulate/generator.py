@@ -36,7 +36,7 @@ from numba import njit
 
 from kvv.beams import Beams
 from kvv.eventformat import Process
-from kvv.simulate.decaytable import FLAVOURS, DecayTable, Tables, load_decay_table
+from kvv.simulate.decaytable import FLAVOURS, Tables, load_decay_table
 from kvv.simulate.phasespace import (
     bknunu_weight,
     boost,
@@ -151,11 +151,6 @@ def four_momentum_balance(events: GeneratedEvents, beams: Beams) -> np.ndarray:
     return np.max(np.abs(sums - beams.total[None, :]), axis=1) / beams.sqrt_s
 
 
-def decay_table() -> DecayTable:
-    """The decay table used by the generator."""
-    return load_decay_table()
-
-
 @njit(cache=True)
 def _choose_mode(t: Tables, ptype: int) -> int:
     u = np.random.random()
@@ -189,9 +184,9 @@ def _push(st_type, st_p4, st_vtx, st_mass, st_mother, st_signal, st_mode, n, pty
 
 
 @njit(cache=True)
-def _decay_vertex(t: Tables, ptype: int, p4: np.ndarray, mass: float, vtx: np.ndarray) -> np.ndarray:
-    """Production vertex + exponential flight of mean beta*gamma*c*tau along the momentum."""
-    out = vtx.copy()
+def _decay_vertex(t: Tables, ptype: int, p4: np.ndarray, mass: float, vtx: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Production vertex + exponential flight of mean beta*gamma*c*tau along the momentum, into ``out``."""
+    out[:] = vtx
     if t.ctau[ptype] > 0.0:
         flight = t.ctau[ptype] * np.random.exponential(1.0) / mass  # times |p| below
         out[0] += flight * p4[1]
@@ -201,7 +196,7 @@ def _decay_vertex(t: Tables, ptype: int, p4: np.ndarray, mass: float, vtx: np.nd
 
 
 @njit(cache=True)
-def _decay(t: Tables, forced, rec, j, n, axis, work, ptypes, masses, signal_of, q2_out):
+def _decay(t: Tables, forced, rec, j, n, axis, work, scratch, ptypes, masses, signal_of, q2_out):
     """Decay record entry j through the table; returns the new record length."""
     st_type, st_p4, st_vtx, st_mass, st_mother, st_signal, st_mode = rec
     par = st_type[j]
@@ -237,12 +232,12 @@ def _decay(t: Tables, forced, rec, j, n, axis, work, ptypes, masses, signal_of, 
         two_body(m, masses[0], masses[1], nx, ny, nz, work)
     elif model == 1:  # BKNUNU: SM q^2 spectrum by accept-reject on phase space
         while True:
-            genbod(m, masses, nd, work, t.mode_psmax[row])
+            genbod(m, masses, nd, work, t.mode_psmax[row], scratch)
             q2 = _pair_mass2(work, 1, 2)
             if bknunu_weight(q2, m, masses[0]) >= np.random.random() * t.mode_wmax[row]:
                 break
     else:
-        genbod(m, masses, nd, work, t.mode_psmax[row])
+        genbod(m, masses, nd, work, t.mode_psmax[row], scratch)
     if t.mode_signal[row]:
         q2_out[0] = _pair_mass2(work, 1, 2)
     for d in range(nd):
@@ -252,7 +247,7 @@ def _decay(t: Tables, forced, rec, j, n, axis, work, ptypes, masses, signal_of, 
         signal_of[0] = st_signal[j] and first
         signal_of[1] = st_signal[j] and not first
     # flight of the parent sets the production vertex of its daughters
-    st_vtx_parent = _decay_vertex(t, par, st_p4[j], m, st_vtx[j])
+    st_vtx_parent = _decay_vertex(t, par, st_p4[j], m, st_vtx[j], scratch[2, :3])
     bx, by, bz = st_p4[j, 1] / st_p4[j, 0], st_p4[j, 2] / st_p4[j, 0], st_p4[j, 3] / st_p4[j, 0]
     for d in range(nd):
         boost(work[d], bx, by, bz)
@@ -395,6 +390,7 @@ def _generate_kernel(n_events, root, flavour, t, forced, units_mean, pt_scale, p
     )
     st_type, st_p4, st_vtx, st_mass, st_mother, st_signal, st_mode = rec
     work = np.zeros((MAX_DAUGHTERS, 4))
+    scratch = np.empty((3, MAX_DAUGHTERS))  # GENBOD work rows + the decay vertex
     ptypes = np.empty(MAX_DAUGHTERS, np.int64)
     masses = np.empty(MAX_DAUGHTERS)
     signal_of = np.empty(MAX_DAUGHTERS, np.bool_)
@@ -414,7 +410,7 @@ def _generate_kernel(n_events, root, flavour, t, forced, units_mean, pt_scale, p
         j = 0
         while j < n:
             if st_mode[j] == -1 and t.mode_count[st_type[j]] > 0:
-                n = _decay(t, forced, rec, j, n, axis, work, ptypes, masses, signal_of, q2_ev)
+                n = _decay(t, forced, rec, j, n, axis, work, scratch, ptypes, masses, signal_of, q2_ev)
             j += 1
         q2[ev] = q2_ev[0]
         if t.pdg[root] == 300553:

@@ -179,17 +179,18 @@ def estimate_max_weight(m: float, masses: np.ndarray, n: int, trials: int, seed:
 
 
 @njit(cache=True)
-def genbod(m: float, masses: np.ndarray, n: int, out: np.ndarray, wmax: float) -> None:
+def genbod(m: float, masses: np.ndarray, n: int, out: np.ndarray, wmax: float, scratch: np.ndarray) -> None:
     """Unweighted n-body phase-space decay of mass m at rest (n >= 2) into ``out[:n]``.
 
     Raubold-Lynch: sort n-2 uniforms, build invariant masses of the first k
     daughters, weight by the product of break-up momenta, accept-reject against
-    ``wmax`` (the analytic GENBOD bound if ``wmax <= 0``).
+    ``wmax`` (the analytic GENBOD bound if ``wmax <= 0``). ``scratch`` is a
+    (2, >= n) work array, passed in to keep allocations out of the event loop.
     """
     if wmax <= 0.0:
         wmax = genbod_max_weight(m, masses, n)
-    invmass = np.empty(n)
-    pd = np.empty(n)
+    invmass = scratch[0]
+    pd = scratch[1]
     while True:
         if _raubold_lynch(m, masses, n, invmass, pd) >= np.random.random() * wmax:
             break

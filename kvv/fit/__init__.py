@@ -1,0 +1,65 @@
+"""kvv.fit: building pyhf workspaces from templates and inference on any pyhf workspace.
+
+Typical use::
+
+    from kvv.fit import Likelihood, mle, significance, upper_limit
+    lh = Likelihood.from_workspace("workspace.json")
+    fit = mle(lh)                      # MLE, Hessian + MINOS errors on the POI
+    significance(lh)["Z_obs"]
+    upper_limit(lh, cl=0.90)["observed"]
+
+or everything at once with :func:`run_inference`.
+"""
+
+from .infer import (
+    SM_BRANCHING_FRACTION,
+    FitResult,
+    covariance,
+    goodness_of_fit,
+    minos_interval,
+    mle,
+    pulls,
+    scan,
+    significance,
+    to_branching_fraction,
+    upper_limit,
+)
+from .injection import injection_study
+from .likelihood import FitError, Likelihood, load_workspace
+from .optimize import DEFAULT_CHAIN, OptResult, minimize
+from .pipeline import ALL_STEPS, InferenceOptions, run_inference
+from .ranking import default_groups, grouped_impacts, impacts
+from .report import write_report
+from .workspace import FitModelConfig, asimov_observations, build_workspace, staterror_mask
+
+__all__ = [
+    "ALL_STEPS",
+    "DEFAULT_CHAIN",
+    "SM_BRANCHING_FRACTION",
+    "FitError",
+    "FitModelConfig",
+    "FitResult",
+    "InferenceOptions",
+    "Likelihood",
+    "OptResult",
+    "asimov_observations",
+    "build_workspace",
+    "covariance",
+    "default_groups",
+    "goodness_of_fit",
+    "grouped_impacts",
+    "impacts",
+    "injection_study",
+    "load_workspace",
+    "minimize",
+    "minos_interval",
+    "mle",
+    "pulls",
+    "run_inference",
+    "scan",
+    "significance",
+    "staterror_mask",
+    "to_branching_fraction",
+    "upper_limit",
+    "write_report",
+]

@@ -1,0 +1,121 @@
+"""``run_inference``: every fit step on one workspace, with plots and a report."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import plots
+from .infer import SM_BRANCHING_FRACTION, goodness_of_fit, mle, pulls, scan, significance, to_branching_fraction, upper_limit
+from .injection import DEFAULT_INJECTIONS, injection_study
+from .likelihood import FitError, Likelihood
+from .ranking import grouped_impacts, impacts
+from .report import write_report
+
+log = logging.getLogger(__name__)
+
+ALL_STEPS: tuple[str, ...] = ("mle", "scan", "significance", "limit", "gof", "impacts", "injection", "plots")
+
+
+@dataclass
+class InferenceOptions:
+    """What :func:`run_inference` does.
+
+    ``groups`` are nuisance groups for grouped impacts (``{name: [glob patterns]}``;
+    default: one group per modifier type).  ``backend`` is accepted for the
+    CLI's sake; only ``"jax"`` (jitted pyhf model) is implemented.
+    """
+
+    steps: tuple[str, ...] = ("mle", "scan", "significance", "limit", "gof", "impacts", "plots")
+    cl: float = 0.90
+    injection_values: tuple[float, ...] = DEFAULT_INJECTIONS
+    n_toys: int = 100
+    seed: int = 0
+    backend: str = "jax"
+    refit_top: int = 20
+    groups: dict[str, list[str]] | None = None
+    sm_branching_fraction: float = SM_BRANCHING_FRACTION
+    measurement: str | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def run_inference(workspace: dict | str | Path, outdir: Path, options: InferenceOptions | None = None) -> dict:
+    """Run the requested inference steps on a pyhf workspace, write plots and ``fit_results.json``/``fit_summary.md``.
+
+    Raises :class:`FitError` (one line, naming the file and the field) for
+    unreadable or invalid workspaces.
+    """
+    options = options or InferenceOptions()
+    unknown = set(options.steps) - set(ALL_STEPS)
+    if unknown:
+        raise FitError(f"unknown inference step(s) {sorted(unknown)}; choose from {list(ALL_STEPS)}")
+    if options.backend != "jax":
+        raise FitError(f"backend '{options.backend}' is not supported; use 'jax'")
+    outdir = Path(outdir)
+    steps = set(options.steps)
+    results: dict = {"workspace": str(workspace) if isinstance(workspace, (str, Path)) else "<dict>", "timings": {}}
+
+    def timed(name: str, fn):
+        log.info("fit: %s ...", name)
+        start = time.perf_counter()
+        value = fn()
+        results["timings"][name] = time.perf_counter() - start
+        log.info("fit: %s done in %.1f s", name, results["timings"][name])
+        return value
+
+    lh = timed("build", lambda: Likelihood.from_workspace(workspace, options.measurement))
+    poi = lh.poi_index
+    fit = timed("mle", lambda: mle(lh, minos=True))
+    lo, hi = fit.minos[lh.poi_name]
+    results["mle"] = {
+        "poi": lh.poi_name,
+        "poi_value": float(fit.bestfit[poi]),
+        "poi_error": float(fit.uncertainty[poi]),
+        "minos": [lo, hi],
+        "branching_fraction": float(to_branching_fraction(fit.bestfit[poi], options.sm_branching_fraction)),
+        "branching_fraction_error": float(to_branching_fraction(fit.uncertainty[poi], options.sm_branching_fraction)),
+        "twice_nll": fit.twice_nll,
+        "optimizer": fit.optimizer,
+        "attempts": fit.attempts,
+        "parameters": {n: [float(v), float(e)] for n, v, e in zip(fit.names, fit.bestfit, fit.uncertainty)},
+    }
+    results["pulls"] = pulls(lh, fit)
+    results["correlation"] = {"names": fit.names, "matrix": fit.correlation}
+    results["grouped_impacts"] = timed("grouped_impacts", lambda: grouped_impacts(lh, fit, options.groups))
+    if "scan" in steps:
+        results["scan"] = timed("scan", lambda: scan(lh, fit=fit))
+    if "significance" in steps:
+        results["significance"] = timed("significance", lambda: significance(lh))
+    if "limit" in steps:
+        limit = timed("limit", lambda: upper_limit(lh, options.cl, scan_points=21 if "plots" in steps else 0))
+        limit["branching_fraction"] = float(to_branching_fraction(limit["observed"], options.sm_branching_fraction))
+        results["upper_limit"] = limit
+    if "gof" in steps:
+        results["goodness_of_fit"] = timed("gof", lambda: goodness_of_fit(lh, fit))
+    if "impacts" in steps:
+        results["impacts"] = timed("impacts", lambda: impacts(lh, fit, refit_top=options.refit_top))
+    if "injection" in steps:
+        results["injection"] = timed(
+            "injection", lambda: injection_study(lh, options.injection_values, options.n_toys, seed=options.seed)
+        )
+    if "plots" in steps:
+        plotdir = outdir / "plots"
+
+        def make_plots() -> list[Path]:
+            paths = plots.plot_templates(lh, lh.init, plotdir, "prefit")
+            paths += plots.plot_templates(lh, fit.bestfit, plotdir, "postfit")
+            paths += plots.plot_pulls(results["pulls"], plotdir)
+            if "impacts" in results:
+                paths += plots.plot_ranking(results["impacts"], plotdir, poi=lh.poi_name)
+            if "scan" in results:
+                paths += plots.plot_scan(results["scan"], plotdir)
+            if "upper_limit" in results and "scan" in results["upper_limit"]:
+                paths += plots.plot_cls(results["upper_limit"], plotdir)
+            return paths
+
+        results["plots"] = [str(p) for p in timed("plots", make_plots)]
+    results["report"] = {k: str(v) for k, v in write_report(results, outdir).items()}
+    log.info("fit: %s = %.3f %+.3f/%+.3f; results in %s", lh.poi_name, fit.bestfit[poi], lo, hi, outdir)
+    return results

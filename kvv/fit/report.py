@@ -1,0 +1,82 @@
+"""Fit results as JSON and a short Markdown summary."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def _plain(value):
+    """Make results JSON-serialisable (NumPy arrays and scalars, tuples, dataclasses)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _plain(value.tolist())
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+def _markdown(results: dict) -> str:
+    lines = ["# kvv fit summary", ""]
+    if "workspace" in results:
+        lines += [f"Workspace: `{results['workspace']}`", ""]
+    fit = results.get("mle")
+    if fit:
+        lo, hi = fit.get("minos", [None, None]) or [None, None]
+        minos = f" (MINOS {lo:+.3f} / {hi:+.3f})" if lo is not None else ""
+        lines += [
+            "## Best fit",
+            f"- {fit['poi']} = {fit['poi_value']:.3f} ± {fit['poi_error']:.3f}{minos}; optimiser `{fit['optimizer']}`",
+            f"- branching fraction = {fit['branching_fraction']:.3g} ± {fit['branching_fraction_error']:.2g}",
+        ]
+    split = results.get("grouped_impacts")
+    if split:
+        lines += [f"- stat = {split['stat']:.3f}, syst = {split['syst']:.3f}, total = {split['total']:.3f}", ""]
+        lines += ["| group | impact on POI |", "|---|---|"]
+        lines += [f"| {g} | {v['impact']:.3f} |" for g, v in split["groups"].items()]
+    sig = results.get("significance")
+    if sig:
+        lines += ["", "## Significance", f"- observed Z = {sig['Z_obs']:.2f} (p0 = {sig['p0_obs']:.2e}); expected Z = {sig['Z_exp']:.2f}"]
+    lim = results.get("upper_limit")
+    if lim:
+        e = lim["expected"]
+        lines += [
+            "",
+            f"## {lim['cl']:.0%} CL upper limit (asymptotic CLs)",
+            f"- observed {lim['observed']:.3f}; expected {e[2]:.3f} (+1σ {e[1]:.3f}, −1σ {e[3]:.3f}, +2σ {e[0]:.3f}, −2σ {e[4]:.3f})",
+        ]
+        if "branching_fraction" in lim:
+            lines.append(f"- B < {lim['branching_fraction']:.3g} (observed)")
+    gof = results.get("goodness_of_fit")
+    if gof:
+        lines += ["", "## Goodness of fit (saturated model)", f"- t = {gof['t']:.2f}, ndof = {gof['ndof']}, p = {gof['p_value']:.3f}"]
+    inj = results.get("injection")
+    if inj:
+        lines += ["", "## Signal injection", "| μ_inj | toys | mean μ̂ | pull mean | pull width |", "|---|---|---|---|---|"]
+        lines += [
+            f"| {r['mu_injected']:g} | {r['n_toys']} | {r['mu_mean']:.3f} | {r['pull_mean']:.3f} ± {r['pull_mean_error']:.3f} "
+            f"| {r['pull_width']:.3f} ± {r['pull_width_error']:.3f} |"
+            for r in inj
+        ]
+    ranking = results.get("impacts")
+    if ranking:
+        lines += ["", "## Top impacts (post-fit ±1σ)", "| NP | Δμ up | Δμ down |", "|---|---|---|"]
+        lines += [f"| {r['name']} | {r['postfit_up']:+.3f} | {r['postfit_down']:+.3f} |" for r in ranking[:10]]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(results: dict, outdir: Path) -> dict[str, Path]:
+    """Write ``fit_results.json`` and ``fit_summary.md`` into ``outdir``; returns their paths."""
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    paths = {"json": outdir / "fit_results.json", "markdown": outdir / "fit_summary.md"}
+    paths["json"].write_text(json.dumps(_plain(results), indent=2))
+    paths["markdown"].write_text(_markdown(results))
+    return paths

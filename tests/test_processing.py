@@ -1,0 +1,151 @@
+"""The processing chain end to end: identical histograms on every executor and chunk size,
+cutflows that account for every entry, and clear errors on bad input."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import uproot
+
+from kvv import eventformat, histograms
+from kvv.config import load_config
+from kvv.run import main
+from kvv.simulate.writer import branch_types
+
+
+@pytest.fixture(scope="session")
+def trained(small_analysis, tmp_path_factory) -> tuple[Path, Path]:
+    """(config, outputs) of the small analysis with its BDTs trained once."""
+    outputs = tmp_path_factory.mktemp("outputs")
+    assert main(["--config", str(small_analysis), "--stage", "train", "--executor", "iterative", "--outputs", str(outputs), "--no-progress"]) == 0
+    return small_analysis, outputs
+
+
+def _process(config: Path, outputs: Path, *extra: str) -> dict:
+    args = ["--config", str(config), "--stage", "process", "--outputs", str(outputs), "--no-progress", *extra]
+    assert main(args) == 0
+    cfg = load_config(config)
+    return histograms.load_pickle(outputs / cfg.name / "histograms.pkl")
+
+
+def _assert_identical(a: dict, b: dict) -> None:
+    for group in ("templates", "controls"):
+        assert a[group].keys() == b[group].keys()
+        for name in a[group]:
+            va, vb = a[group][name].view(flow=True), b[group][name].view(flow=True)
+            np.testing.assert_array_equal(va["value"] != 0, vb["value"] != 0, err_msg=f"{group}/{name}")
+            np.testing.assert_allclose(va["value"], vb["value"], rtol=1e-12, atol=0, err_msg=f"{group}/{name}")
+            np.testing.assert_allclose(va["variance"], vb["variance"], rtol=1e-12, atol=0, err_msg=f"{group}/{name}")
+
+
+@pytest.fixture(scope="session")
+def reference(trained) -> dict:
+    config, outputs = trained
+    return _process(config, outputs, "--executor", "iterative", "--chunksize", "4000")
+
+
+def test_reference_run_fills_templates_and_counts_every_entry(trained, reference):
+    config, outputs = trained
+    cfg = load_config(config)
+    sr = reference["templates"]["SR"]
+    signal = sr[{"dataset": "signal", "variation": "nominal"}].values().sum()
+    assert signal > 0, "signal reaches the signal region"
+    import json
+
+    summary = json.loads((outputs / cfg.name / "summary.json").read_text())
+    cutflow = json.loads((outputs / cfg.name / "cutflow.json").read_text())
+    for sample in cfg.samples:
+        info = summary["samples"][sample.name]
+        assert info["entries_processed"] == info["entries_in_files"] == sample.events
+        assert cutflow[sample.name]["entries read"]["events"] == sample.events
+        steps = [row["events"] for row in cutflow[sample.name].values()]
+        assert steps == sorted(steps, reverse=True), "cutflow steps only remove events"
+
+
+@pytest.mark.parametrize(
+    "executor,chunksize",
+    [("iterative", "1500"), ("futures", "4000"), ("futures", "1500"), ("dask", "2500")],
+)
+def test_histograms_identical_across_executors_and_chunk_sizes(trained, reference, executor, chunksize, tmp_path):
+    config, outputs = trained
+    other = tmp_path / "outputs"
+    shutil.copytree(outputs, other)  # same trained models
+    result = _process(config, other, "--executor", executor, "--workers", "2", "--chunksize", chunksize)
+    _assert_identical(reference, result)
+
+
+# --- bad input ---------------------------------------------------------------------
+
+
+def _config_with_file(small_analysis: Path, tmp_path: Path, bad_file: Path) -> Path:
+    import yaml
+
+    raw = yaml.safe_load(small_analysis.read_text())
+    raw["samples"] = [s for s in raw["samples"] if s["name"] in ("signal", "charged")]
+    good = load_config(small_analysis)
+    from kvv.inputs import sample_file_paths
+
+    raw["samples"][0]["files"] = sample_file_paths(good, good.sample("signal")) + [str(bad_file)]
+    raw["samples"][0]["events"] = 0
+    raw["samples"][1]["files"] = sample_file_paths(good, good.sample("charged"))
+    raw["bdt"] = None
+    path = tmp_path / "bad_input.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def _truncated(src: Path, dst: Path) -> Path:
+    data = src.read_bytes()
+    dst.write_bytes(data[: len(data) // 2])
+    return dst
+
+
+def _without_collections(dst: Path) -> Path:
+    with uproot.recreate(dst) as f:
+        f[eventformat.TREE_NAME] = {b.name: np.zeros(10, dtype=b.dtype) for b in eventformat.EVENT_BRANCHES}
+    return dst
+
+
+def _empty_tree(dst: Path) -> Path:
+    with uproot.recreate(dst) as f:
+        f.mktree(eventformat.TREE_NAME, branch_types(mc=False), counter_name=lambda c: {"track": "nTracks", "photon": "nPhotons"}[c])
+    return dst
+
+
+BAD_FILES = {
+    "missing": (lambda src, dst: dst, "file does not exist"),
+    "not_root": (lambda src, dst: dst.write_text("not a ROOT file\n") and dst, "not a readable ROOT file"),
+    "truncated": (_truncated, "truncated ROOT file"),
+    "missing_branch": (lambda src, dst: _without_collections(dst), "has no branch 'nTracks'"),
+    "empty_tree": (lambda src, dst: _empty_tree(dst), "tree 'events' is empty"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_FILES))
+def test_bad_input_is_one_clear_line_or_a_reported_skip(small_analysis, tmp_path, capsys, kind):
+    make, message = BAD_FILES[kind]
+    good = load_config(small_analysis)
+    from kvv.inputs import sample_file_paths
+
+    src = Path(sample_file_paths(good, good.sample("signal"))[0])
+    bad = tmp_path / f"{kind}.root"
+    make(src, bad)
+    config = _config_with_file(small_analysis, tmp_path, bad)
+    outputs = tmp_path / "out"
+    base = ["--config", str(config), "--stage", "process", "--executor", "iterative", "--outputs", str(outputs), "--no-progress"]
+
+    assert main(base) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("kvv: error: ")
+    assert str(bad) in err[0] and message in err[0]
+
+    assert main([*base, "--skip-bad-files"]) == 0
+    import json
+
+    summary = json.loads((outputs / "ita2021_small" / "summary.json").read_text())
+    skipped = summary["samples"]["signal"]["skipped_files"]
+    assert [s["file"] for s in skipped] == [str(bad)] and message in skipped[0]["reason"]
+    assert summary["samples"]["signal"]["entries_processed"] == summary["samples"]["signal"]["entries_in_files"] > 0
