@@ -164,7 +164,7 @@ class FitSettings(_Strict):
     background_normalisation_uncertainty: float = Field(default=0.5, ge=0)
     staterror_prune_threshold: float = Field(default=0.0, ge=0)
     injected_mu: float = 1.0
-    pseudo_data: Literal["asimov", "poisson"] = "asimov"
+    pseudo_data: Literal["asimov", "toy"] = "asimov"
     seed: int = 1
     sm_branching_fraction: float = 4.97e-6
     continuum_templates: list[str] = Field(
@@ -172,6 +172,10 @@ class FitSettings(_Strict):
     )
     injection_values: list[float] = Field(default_factory=lambda: [0.0, 1.0, 5.0, 20.0])
     injection_toys: int = Field(default=50, ge=2)
+    groups: dict[str, list[str]] = Field(default_factory=dict)  # grouped impacts: {group: [glob patterns]}
+    steps: list[str] = Field(
+        default_factory=lambda: ["mle", "scan", "significance", "limit", "gof", "impacts", "injection", "plots"]
+    )
 
 
 class AnalysisConfig(_Strict):

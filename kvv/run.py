@@ -19,6 +19,7 @@ from coffea import processor
 
 from kvv import cluster, histograms, inputs, report
 from kvv.config import DEFAULT_CONFIG, AnalysisConfig, ConfigError, load_config
+from kvv.fit.likelihood import FitError
 
 log = logging.getLogger("kvv")
 
@@ -170,17 +171,60 @@ def stage_process(cfg: AnalysisConfig, execution: cluster.Execution, args: argpa
     return summary
 
 
+def fit_model_config(cfg: AnalysisConfig):
+    """The pyhf model settings of an analysis (continuum templates share their norms by name)."""
+    from kvv import fit
+
+    return fit.FitModelConfig(
+        signal=cfg.fit.signal_template,
+        background_norm_uncertainty=cfg.fit.background_normalisation_uncertainty,
+        staterror_threshold=cfg.fit.staterror_prune_threshold,
+        groups=dict(cfg.fit.groups),
+        measurement=cfg.name,
+    )
+
+
+def inference_options(cfg: AnalysisConfig | None):
+    from kvv import fit
+
+    if cfg is None:
+        return fit.InferenceOptions()
+    return fit.InferenceOptions(
+        steps=tuple(cfg.fit.steps),
+        injection_values=tuple(cfg.fit.injection_values),
+        n_toys=cfg.fit.injection_toys,
+        seed=cfg.fit.seed,
+        groups=dict(cfg.fit.groups) or None,
+        sm_branching_fraction=cfg.fit.sm_branching_fraction,
+    )
+
+
 def stage_fit(cfg: AnalysisConfig | None, args: argparse.Namespace, out: Path) -> dict:
     """Build the workspace from the merged templates (or take --workspace) and run the inference."""
+    import json
+
     from kvv import fit
 
     if args.workspace is not None:
-        return fit.run_inference(args.workspace, out / "fit")
+        return fit.run_inference(args.workspace, out / "fit", inference_options(None))
     hists = histograms.load_pickle(out / "histograms.pkl")
-    templates, observed = histograms.templates_for_fit(hists["templates"], cfg)
-    spec = fit.build_workspace(templates, fit.model_config_from_analysis(cfg), observations=observed or None)
+    summary = json.loads((out / "summary.json").read_text())
+    # Only unweighted (real) data are observations; kvv's prescaled pseudo-data are not.
+    real_data = [s.name for s in cfg.samples if s.is_data and summary["samples"].get(s.name, {}).get("weight") == 1.0]
+    templates, observed = histograms.templates_for_fit(hists["templates"], cfg, real_data)
+    for region, samples in templates.items():
+        if not any(np.sum(t["yields"]) > 0 for t in samples.values()):
+            raise FitError(f"{out / 'histograms.pkl'}: region {region!r} has no expected events; nothing to fit")
+    spec = fit.build_workspace(
+        templates,
+        fit_model_config(cfg),
+        observations=observed or None,
+        pseudo_data=cfg.fit.pseudo_data,
+        mu_inject=cfg.fit.injected_mu,
+        seed=cfg.fit.seed,
+    )
     report.write_json(spec, out / "workspace.json")
-    return fit.run_inference(spec, out / "fit")
+    return fit.run_inference(spec, out / "fit", inference_options(cfg))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -211,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
                     stage_fit(cfg, args, out)
         log.info("outputs in %s", out)
         return 0
-    except (ConfigError, inputs.InputError) as exc:
+    except (ConfigError, inputs.InputError, FitError) as exc:
         print(f"kvv: error: {exc}", file=sys.stderr)
         return 2
 

@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 #: SM branching fraction of B+ -> K+ nu nu (thesis value; analysis-facts.md)
 SM_BRANCHING_FRACTION = 4.97e-6
 
-#: N sigma of the expected-limit band, in pyhf's order
+#: expected-limit bands in pyhf's order: sqrt(q) = sqrt(q_A) + n, so the limits come out
+#: ascending (-2 sigma, -1 sigma, median, +1 sigma, +2 sigma)
 EXPECTED_SIGMAS = (2, 1, 0, -1, -2)
 
 
@@ -147,13 +148,16 @@ def scan(
     return {"parameter": lh.poi_name, "values": np.asarray(values, float), "delta_twice_nll": np.asarray(profile)}
 
 
-def _asymptotic_pvalues(sqrt_q: float, sqrt_qa: float) -> tuple[float, float]:
-    """(CLs+b, CLb) for q~_mu in the asymptotic approximation, eqs. (65)-(66) of arXiv:1007.1727."""
-    norm = scipy.stats.norm
+def _asymptotic_cls(sqrt_q: float, sqrt_qa: float) -> float:
+    """CLs = CLs+b / CLb for q~_mu in the asymptotic approximation, eqs. (65)-(66) of arXiv:1007.1727.
+
+    Computed from log tail probabilities: both tails vanish together for small q_A.
+    """
+    logsf = scipy.stats.norm.logsf
     if sqrt_q <= sqrt_qa or sqrt_qa == 0:
-        return float(norm.sf(sqrt_q)), float(norm.sf(sqrt_q - sqrt_qa))
+        return float(np.exp(logsf(sqrt_q) - logsf(sqrt_q - sqrt_qa)))
     q, qa = sqrt_q**2, sqrt_qa**2
-    return float(norm.sf((q + qa) / (2 * sqrt_qa))), float(norm.sf((q - qa) / (2 * sqrt_qa)))
+    return float(np.exp(logsf((q + qa) / (2 * sqrt_qa)) - logsf((q - qa) / (2 * sqrt_qa))))
 
 
 class _HypoTest:
@@ -189,12 +193,8 @@ class _HypoTest:
     def cls(self, mu: float) -> tuple[float, np.ndarray]:
         """Observed CLs and the expected CLs at +2..-2 sigma at ``mu``."""
         sqrt_qa = self.sqrt_qa(mu)
-        clsb, clb = _asymptotic_pvalues(self.sqrt_q(mu), sqrt_qa)
-        expected = []
-        for n in EXPECTED_SIGMAS:
-            e_clsb, e_clb = _asymptotic_pvalues(sqrt_qa - n, sqrt_qa)
-            expected.append(e_clsb / e_clb)
-        return clsb / clb, np.asarray(expected)
+        expected = [_asymptotic_cls(max(sqrt_qa + n, 0.0), sqrt_qa) for n in EXPECTED_SIGMAS]
+        return _asymptotic_cls(self.sqrt_q(mu), sqrt_qa), np.asarray(expected)
 
 
 def upper_limit(
@@ -205,11 +205,11 @@ def upper_limit(
     scan_points: int = 0,
     rtol: float = 1e-3,
 ) -> dict:
-    """Asymptotic CLs upper limit on the POI at confidence level ``cl``, observed and expected (+2..-2 sigma).
+    """Asymptotic CLs upper limit on the POI at confidence level ``cl``, observed and expected (ascending, see EXPECTED_SIGMAS).
 
     Limits are found by root finding on CLs(mu) - (1 - cl); the expected ones
     only need the cached Asimov fits.  ``scan_points > 0`` also returns a CLs
-    scan over [0, 1.5 x the +2 sigma expected limit] for plotting.
+    scan over [0, 1.5 x the largest expected limit] for plotting.
     """
     alpha = 1.0 - cl
     hypo = _HypoTest(lh, data)
@@ -233,7 +233,7 @@ def upper_limit(
     expected = [solve(lambda mu, i=i: hypo.cls(mu)[1][i] - alpha) for i in range(len(EXPECTED_SIGMAS))]
     result = {"cl": cl, "observed": observed, "expected": expected, "expected_sigmas": list(EXPECTED_SIGMAS)}
     if scan_points:
-        values = np.linspace(low, 1.5 * expected[0], scan_points)
+        values = np.linspace(low, min(1.5 * max(expected[-1], observed), high), scan_points)
         points = [hypo.cls(mu) for mu in values]
         result["scan"] = {
             "values": values,

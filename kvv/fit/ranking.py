@@ -75,11 +75,18 @@ def default_groups(lh: Likelihood) -> dict[str, list[str]]:
     return groups
 
 
-def grouped_impacts(lh: Likelihood, fit: FitResult, groups: dict[str, list[str]] | None = None) -> dict:
-    """Total, statistical and systematic POI errors, and the impact of each group (see module docstring)."""
+def grouped_impacts(
+    lh: Likelihood, fit: FitResult, groups: dict[str, list[str]] | None = None, stat_free: list[str] | None = None
+) -> dict:
+    """Total, statistical and systematic POI errors, and the impact of each group (see module docstring).
+
+    ``stat_free`` lists glob patterns of constrained parameters that still float in the
+    stat-only fit (e.g. ``["mu_bkg_*"]`` to treat data-driven background normalisations as statistical).
+    """
     groups = default_groups(lh) if groups is None else groups
     total = float(fit.uncertainty[lh.poi_index])
-    stat = _conditional_sigma(lh, fit, constrained_mask(lh))
+    stat_fixed = constrained_mask(lh) & ~_group_mask(lh, stat_free or [])
+    stat = _conditional_sigma(lh, fit, stat_fixed)
     out = {"total": total, "stat": stat, "syst": float(np.sqrt(max(total**2 - stat**2, 0.0))), "groups": {}}
     for group, patterns in groups.items():
         mask = _group_mask(lh, patterns)

@@ -50,7 +50,7 @@ def _markdown(results: dict) -> str:
         lines += [
             "",
             f"## {lim['cl']:.0%} CL upper limit (asymptotic CLs)",
-            f"- observed {lim['observed']:.3f}; expected {e[2]:.3f} (+1σ {e[1]:.3f}, −1σ {e[3]:.3f}, +2σ {e[0]:.3f}, −2σ {e[4]:.3f})",
+            f"- observed {lim['observed']:.3f}; expected {e[2]:.3f} (−2σ {e[0]:.3f}, −1σ {e[1]:.3f}, +1σ {e[3]:.3f}, +2σ {e[4]:.3f})",
         ]
         if "branching_fraction" in lim:
             lines.append(f"- B < {lim['branching_fraction']:.3g} (observed)")
