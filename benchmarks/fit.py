@@ -16,7 +16,6 @@ import time
 import warnings
 from pathlib import Path
 
-import numpy as np
 import pyhf
 
 WORKSPACE = Path(__file__).resolve().parents[1] / "tests" / "data" / "belle2_bknunu_combined_likelihood.json"
@@ -46,7 +45,7 @@ def run_kvv(spec: dict) -> dict:
                   "sigma": res.uncertainty[lh.poi_index] if res else None,
                   "optimizer": res.optimizer if res else None, "error": err}
     res, t, err = _timed(lambda: mle(lh, minos=True))
-    out["mle_minos"] = {"seconds": t, "minos": res.minos if res else None, "error": err}
+    out["mle_minos"] = {"seconds": t, "minos": res.minos[lh.poi_name] if res else None, "error": err}
     sig, t, err = _timed(lambda: significance(lh))
     out["significance"] = {"seconds": t, "Z": sig["Z_obs"] if sig else None, "error": err}
     lim, t, err = _timed(lambda: upper_limit(lh, cl=0.90))
@@ -101,7 +100,8 @@ def _fmt(entry: dict | None, key: str) -> str:
     value = entry.get(key)
     text = f"{entry['seconds']:8.2f} s"
     if value is not None:
-        text += f"  ({key}={value:.3f})" if isinstance(value, float) else f"  ({key}={value})"
+        shown = f"{value:.3f}" if isinstance(value, float) else "/".join(f"{v:+.3f}" for v in value)
+        text += f"  ({key}={shown})"
     if entry.get("error"):
         text += f"  FAILED: {entry['error']}"
     return text

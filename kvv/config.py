@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from kvv.bdt import BDTConfig
 from kvv.eventformat import TREE_NAME, Process
+from kvv.systematics import SystematicsConfig
 
 ANALYSIS_CONFIG_DIR = Path(__file__).resolve().parent.parent / "analysis_config"
 DEFAULT_CONFIG = "ita2021.yaml"
@@ -195,6 +196,7 @@ class AnalysisConfig(_Strict):
     regions: list[Region] = Field(min_length=1)
     controls: list[ControlHistogram] = Field(default_factory=list)
     variations: list[WeightVariation] = Field(default_factory=list)
+    systematics: SystematicsConfig = SystematicsConfig()
     fit: FitSettings = FitSettings()
 
     @model_validator(mode="after")
@@ -209,6 +211,10 @@ class AnalysisConfig(_Strict):
         templates = {s.template for s in self.samples if not s.is_data}
         if self.fit.signal_template not in templates:
             raise ValueError(f"fit.signal_template {self.fit.signal_template!r} is no sample's template")
+        for v in self.systematics.normalisation:
+            unknown = set(v.templates) - templates
+            if unknown:
+                raise ValueError(f"systematic {v.name!r} names unknown templates {sorted(unknown)}")
         for v in self.variations:
             unknown = set(v.samples) - set(names)
             if unknown:

@@ -14,17 +14,35 @@ import hist
 import numpy as np
 import uproot
 
+from kvv import systematics
 from kvv.config import AnalysisConfig, ControlHistogram, Region
 
 NOMINAL = "nominal"
 
 
+def nuisance_names(cfg: AnalysisConfig) -> list[str]:
+    """Every systematic variation of the templates, one name per nuisance parameter."""
+    return [v.name for v in cfg.variations] + systematics.nuisance_names(cfg.systematics)
+
+
 def variation_names(cfg: AnalysisConfig) -> list[str]:
-    """Nominal first, then ``<name>_up`` / ``<name>_down`` of every variation."""
-    names = [NOMINAL]
-    for v in cfg.variations:
-        names += [f"{v.name}_up", f"{v.name}_down"]
-    return names
+    """Nominal first, then ``<name>_up`` / ``<name>_down`` of every nuisance."""
+    return [NOMINAL] + [f"{name}_{side}" for name in nuisance_names(cfg) for side in ("up", "down")]
+
+
+def complete_mirrored(templates: Mapping[str, hist.Hist], cfg: AnalysisConfig) -> None:
+    """Fill the unrun side of one-sided object variations as 2 nominal - varied (after merging)."""
+    for h in templates.values():
+        for missing, computed in systematics.mirrored(cfg.systematics).items():
+            for sample in h.axes["dataset"]:
+                nominal = h[{"dataset": sample, "variation": NOMINAL}].values()
+                varied = h[{"dataset": sample, "variation": computed}].values()
+                mirrored = systematics.mirror(nominal, varied)
+                view = h.view()
+                index = (h.axes["dataset"].index(sample), h.axes["variation"].index(missing))
+                view[index]["value"] = mirrored
+                # the mirrored template has the statistical precision of the varied one
+                view[index]["variance"] = h[{"dataset": sample, "variation": computed}].variances()
 
 
 def _sample_axis(cfg: AnalysisConfig) -> hist.axis.StrCategory:
@@ -92,7 +110,7 @@ def templates_for_fit(
     """
     out: dict[str, dict[str, dict]] = {}
     observed: dict[str, np.ndarray] = {}
-    varied = [v.name for v in cfg.variations]
+    varied = nuisance_names(cfg)
     for region in cfg.regions:
         h = templates[region.name]
         per_template: dict[str, dict] = {}
@@ -119,6 +137,39 @@ def templates_for_fit(
                     )
         out[region.name] = per_template
     return out, observed
+
+
+def prune_empty_bins(
+    templates: dict[str, dict[str, dict]], observed: dict[str, np.ndarray]
+) -> tuple[dict[str, dict[str, dict]], dict[str, np.ndarray], dict[str, list[int]]]:
+    """Drop bins (and whole regions) where no template expects any event.
+
+    A bin with zero expectation carries no information and makes the Poisson
+    likelihood singular; returns the kept templates and observations and the
+    indices of the dropped bins per region (to be reported).
+    """
+    kept, kept_obs, pruned = {}, {}, {}
+    for region, samples in templates.items():
+        total = sum(np.asarray(t["yields"], dtype=float) for t in samples.values())
+        keep = np.atleast_1d(total > 0)
+        if not keep.all():
+            pruned[region] = np.flatnonzero(~keep).tolist()
+        if not keep.any():
+            continue
+        kept[region] = {name: _select_bins(t, keep) for name, t in samples.items()}
+        if region in observed:
+            kept_obs[region] = np.asarray(observed[region])[keep]
+    return kept, kept_obs, pruned
+
+
+def _select_bins(template: dict, keep: np.ndarray) -> dict:
+    return {
+        "yields": np.asarray(template["yields"])[keep],
+        "sumw2": np.asarray(template["sumw2"])[keep],
+        "variations": {
+            name: {side: np.asarray(v[side])[keep] for side in ("up", "down")} for name, v in template["variations"].items()
+        },
+    }
 
 
 def save_pickle(histograms: Mapping, path: Path) -> None:

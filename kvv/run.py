@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from coffea import processor
 
-from kvv import cluster, histograms, inputs, report
+from kvv import cluster, histograms, inputs, report, systematics
 from kvv.config import DEFAULT_CONFIG, AnalysisConfig, ConfigError, load_config
 from kvv.fit.likelihood import FitError
 
@@ -103,7 +103,9 @@ def stage_train(cfg: AnalysisConfig, execution: cluster.Execution, args: argpars
     if bdt.models_up_to_date(model_dir, chash):
         log.info("BDT models are up to date (config hash %s)", chash[:12])
         return {"skipped": True, "config_hash": chash}
-    samples = [s for s in cfg.samples if (s.resonance == "on" and not s.is_data) or (s.resonance == "off" and s.is_data)]
+    # All MC and the off-resonance data: BDT1/BDT2 learn from the MC, the BDTc
+    # compares off-resonance data with the continuum MC named in its config.
+    samples = [s for s in cfg.samples if not s.is_data or s.resonance == "off"]
     found = inputs.collect_inputs(cfg, samples, skip_bad_files=args.skip_bad_files, max_files=args.max_files)
     table_dir = out / "tables"
     table_dir.mkdir(parents=True, exist_ok=True)
@@ -138,6 +140,7 @@ def stage_process(cfg: AnalysisConfig, execution: cluster.Execution, args: argpa
     )
     elapsed = time.perf_counter() - start
     output = result["output"]
+    histograms.complete_mirrored(output["templates"], cfg)
     hists = {"templates": output["templates"], "controls": output["controls"]}
     histograms.save_pickle(hists, out / "histograms.pkl")
     histograms.save_root(hists, out / "histograms.root")
@@ -179,7 +182,7 @@ def fit_model_config(cfg: AnalysisConfig):
         signal=cfg.fit.signal_template,
         background_norm_uncertainty=cfg.fit.background_normalisation_uncertainty,
         staterror_threshold=cfg.fit.staterror_prune_threshold,
-        groups=dict(cfg.fit.groups),
+        groups={name: patterns for name, patterns in groups.items() if patterns},
         measurement=cfg.name,
     )
 
@@ -194,7 +197,7 @@ def inference_options(cfg: AnalysisConfig | None):
         injection_values=tuple(cfg.fit.injection_values),
         n_toys=cfg.fit.injection_toys,
         seed=cfg.fit.seed,
-        groups=dict(cfg.fit.groups) or None,
+        groups=fit_model_config(cfg).groups,
         sm_branching_fraction=cfg.fit.sm_branching_fraction,
     )
 
@@ -212,9 +215,11 @@ def stage_fit(cfg: AnalysisConfig | None, args: argparse.Namespace, out: Path) -
     # Only unweighted (real) data are observations; kvv's prescaled pseudo-data are not.
     real_data = [s.name for s in cfg.samples if s.is_data and summary["samples"].get(s.name, {}).get("weight") == 1.0]
     templates, observed = histograms.templates_for_fit(hists["templates"], cfg, real_data)
-    for region, samples in templates.items():
-        if not any(np.sum(t["yields"]) > 0 for t in samples.values()):
-            raise FitError(f"{out / 'histograms.pkl'}: region {region!r} has no expected events; nothing to fit")
+    templates, observed, pruned = histograms.prune_empty_bins(templates, observed)
+    for region, bins in pruned.items():
+        log.warning("fit: region %s: %d bin(s) without any MC expectation left out: %s", region, len(bins), bins)
+    if not templates:
+        raise FitError(f"{out / 'histograms.pkl'}: no region has expected events; nothing to fit")
     spec = fit.build_workspace(
         templates,
         fit_model_config(cfg),
@@ -224,6 +229,7 @@ def stage_fit(cfg: AnalysisConfig | None, args: argparse.Namespace, out: Path) -
         seed=cfg.fit.seed,
     )
     report.write_json(spec, out / "workspace.json")
+    report.write_json({"pruned_bins": pruned}, out / "workspace_pruning.json")
     return fit.run_inference(spec, out / "fit", inference_options(cfg))
 
 

@@ -1,8 +1,10 @@
 """coffea processor of the inclusive-tagging B+ -> K+ nu nubar analysis.
 
 It only composes library calls: cleanup -> kernels -> preselection -> BDT
-scores -> histograms. One instance is shipped to every worker; models are
-loaded there once per process (``kvv.bdt`` caches them).
+scores -> histograms. Systematic variations are filled in the same pass:
+weight variations as extra weights, object variations by re-running the
+kernels and BDTs on varied tracks and photons. One instance is shipped to
+every worker; models are loaded there once per process (``kvv.bdt`` caches them).
 """
 
 from __future__ import annotations
@@ -14,7 +16,11 @@ import numpy as np
 from coffea import processor
 
 from kvv import bdt, features, histograms, selection
-from kvv.config import AnalysisConfig
+from kvv import systematics as sy
+from kvv.columns import PhotonColumns, TrackColumns
+from kvv.config import AnalysisConfig, Sample
+
+MC_EVENT_BRANCHES = ("mcB1Mode", "mcB2Mode", "mcq2")
 
 
 class KnunuProcessor(processor.ProcessorABC):
@@ -34,8 +40,40 @@ class KnunuProcessor(processor.ProcessorABC):
         sample = cfg.sample(events.metadata["dataset"])
         n_events = len(events)
         weights = np.full(n_events, float(events.metadata["weight"]))
+        event_number = np.asarray(ak.to_numpy(events["__event__"]), dtype=np.int64)
+        track_mask = selection.track_mask(events.Tracks, cfg.cleanup.tracks)
+        photon_mask = selection.photon_mask(events.Photons, cfg.cleanup.photons)
+        tracks = selection.track_columns(events.Tracks[track_mask])
+        photons = selection.photon_columns(events.Photons[photon_mask])
+        truth = _truth(events, track_mask, photon_mask, n_events)
 
-        tracks, photons = selection.clean_objects(events, cfg.cleanup)
+        columns, passed, cutflow = self._select(events, tracks, photons, truth, event_number, weights)
+        selected_weights = weights[passed] * sy.nominal_weights(cfg.systematics, columns, sample)
+
+        out = {
+            "cutflow": {sample.name: cutflow},
+            "entries": {sample.name: np.array([n_events], dtype=np.int64)},
+        }
+        if self.table_dir is not None:
+            out["tables"] = {sample.name: [self._write_table(events, columns, selected_weights)]}
+            return out
+
+        booked = histograms.book(cfg)
+        self._fill_controls(booked, sample, columns, selected_weights)
+        for variation, w in self._variation_weights(sample, columns, selected_weights).items():
+            self._fill_templates(booked, sample, variation, columns, w)
+        for shift in sy.object_shifts(cfg.systematics):
+            if sample.is_data:  # data are what they are: every variation sees the nominal
+                varied, varied_weights = columns, selected_weights
+            else:
+                varied, varied_weights = self._shifted(shift, events, tracks, photons, truth, event_number, weights)
+            self._fill_templates(booked, sample, shift.name, varied, self._nominal_weights(sample, varied, varied_weights))
+        out.update(booked)
+        return out
+
+    def _select(self, events, tracks: TrackColumns, photons: PhotonColumns, truth: dict, event_number, weights):
+        """Features of the events passing the preselection, with BDT scores; and the cutflow."""
+        cfg = self.cfg
         columns = features.event_features(
             tracks,
             photons,
@@ -43,72 +81,75 @@ class KnunuProcessor(processor.ProcessorABC):
             min_pxd_hits=cfg.kaon.min_pxd_hits,
             kaon_id_cut=cfg.kaon.kaon_id_cut,
         )
-        columns["__event__"] = np.asarray(ak.to_numpy(events["__event__"]), dtype=np.int64)
+        columns["__event__"] = event_number
+        columns.update({name: truth[name] for name in MC_EVENT_BRANCHES})
+        columns.update(sy.kaon_pid_inputs(tracks, columns["kaon_index"], truth["track_mcPDG"]))
 
-        cutflow = {"entries read": selection.cutflow_row(np.ones(n_events, dtype=bool), weights)}
-        steps = selection.preselection_steps(columns, cfg.preselection)
-        for step, mask in steps.items():
+        cutflow = {"entries read": selection.cutflow_row(np.ones(len(weights), dtype=bool), weights)}
+        passed = np.ones(len(weights), dtype=bool)
+        for step, mask in selection.preselection_steps(columns, cfg.preselection).items():
             cutflow[step] = selection.cutflow_row(mask, weights)
-        passed = next(reversed(steps.values())) if steps else np.ones(n_events, dtype=bool)
-
+            passed = mask
         selected = {name: values[passed] for name, values in columns.items()}
-        selected_weights = weights[passed]
         if self.model_dir is not None:
             models = bdt.load_models_cached(self.model_dir, bdt.stage_features(cfg.bdt))
             selected.update(bdt.score_chunk(models, selected, selected["__event__"]))
+        return selected, passed, cutflow
 
-        out = {
-            "cutflow": {sample.name: cutflow},
-            "entries": {sample.name: np.array([n_events], dtype=np.int64)},
-        }
-        if self.table_dir is not None:
-            out["tables"] = {sample.name: [self._write_table(events, selected, selected_weights)]}
-        out.update(self._fill(sample.name, selected, selected_weights, sample.template))
+    def _shifted(self, shift: sy.ObjectShift, events, tracks, photons, truth, event_number, weights):
+        """Columns and weights of the preselected events under one object variation."""
+        varied_tracks, varied_photons = sy.vary_objects(shift, tracks, photons, event_number, truth["photon_mcPDG"])
+        varied_truth = dict(truth)
+        if isinstance(shift.variation, sy.TrackingEfficiencyVariation):
+            keep = sy.track_keep_mask(shift.variation, tracks, event_number)
+            varied_truth["track_mcPDG"] = truth["track_mcPDG"][keep]
+        columns, passed, _ = self._select(events, varied_tracks, varied_photons, varied_truth, event_number, weights)
+        sample = self.cfg.sample(events.metadata["dataset"])
+        return columns, weights[passed] * sy.nominal_weights(self.cfg.systematics, columns, sample)
+
+    def _nominal_weights(self, sample: Sample, columns: dict[str, np.ndarray], weights: np.ndarray) -> np.ndarray:
+        """Continuum MC carries its BDTc weight in the nominal."""
+        if not sample.is_data and sample.template in self.cfg.fit.continuum_templates and "continuum_weight" in columns:
+            return weights * columns["continuum_weight"]
+        return weights
+
+    def _variation_weights(self, sample: Sample, columns: dict[str, np.ndarray], weights: np.ndarray) -> dict[str, np.ndarray]:
+        """Event weights of the nominal and of every weight variation.
+
+        The continuum reweighting variation compares the BDTc-weighted continuum
+        templates (nominal, up) with the unweighted ones (down).
+        """
+        nominal = self._nominal_weights(sample, columns, weights)
+        out = {histograms.NOMINAL: nominal}
+        for v in self.cfg.variations:
+            applies = not v.samples or sample.name in v.samples
+            if v.kind == "normalisation":
+                size = v.size if applies else 0.0
+                out[f"{v.name}_up"] = nominal * (1.0 + size)
+                out[f"{v.name}_down"] = nominal * (1.0 - size)
+            elif v.kind == "continuum_reweighting":
+                out[f"{v.name}_up"] = nominal
+                out[f"{v.name}_down"] = weights if applies else nominal
+        for name, factor in sy.weight_variations(self.cfg.systematics, columns, sample).items():
+            out[name] = nominal * factor
         return out
 
-    def _fill(self, sample: str, columns: dict[str, np.ndarray], weights: np.ndarray, template: str) -> dict:
-        booked = histograms.book(self.cfg)
+    def _fill_controls(self, booked: dict, sample: Sample, columns: dict[str, np.ndarray], weights: np.ndarray) -> None:
+        nominal = self._nominal_weights(sample, columns, weights)
         for control in self.cfg.controls:
             if control.variable in columns:
                 booked["controls"][control.variable].fill(
-                    dataset=sample, **{control.variable: columns[control.variable]}, weight=weights
+                    dataset=sample.name, **{control.variable: columns[control.variable]}, weight=nominal
                 )
-        variation_weights = self._variation_weights(sample, columns, weights)
+
+    def _fill_templates(self, booked: dict, sample: Sample, variation: str, columns: dict[str, np.ndarray], weights: np.ndarray) -> None:
         for region in self.cfg.regions:
             needed = set(region.cuts) | {a.variable for a in region.axes}
-            if not needed <= columns.keys():
+            if region.resonance != sample.resonance or not needed <= columns.keys():
                 continue  # e.g. BDT axes before any model is trained
-            if region.resonance != self.cfg.sample(sample).resonance:
-                continue
             mask = selection.interval_mask(columns, region.cuts)
-            in_region = {name: values[mask] for name, values in columns.items()}
-            for variation, w in variation_weights.items():
-                histograms.fill_template(booked["templates"][region.name], region, sample, variation, in_region, w[mask])
-        return booked
-
-    def _variation_weights(self, sample: str, columns: dict[str, np.ndarray], weights: np.ndarray) -> dict[str, np.ndarray]:
-        """Event weights per histogram variation (nominal, then up/down of each variation).
-
-        Continuum MC carries the BDTc weight in the nominal; the continuum
-        reweighting variation compares it with the unweighted templates.
-        """
-        cfg = self.cfg
-        spec = cfg.sample(sample)
-        is_continuum_mc = not spec.is_data and spec.template in cfg.fit.continuum_templates
-        unweighted = weights
-        if is_continuum_mc and "continuum_weight" in columns:
-            weights = weights * columns["continuum_weight"]
-        out = {histograms.NOMINAL: weights}
-        for v in cfg.variations:
-            applies = not v.samples or sample in v.samples
-            if v.kind == "normalisation":
-                scale = 1.0 + v.size if applies else 1.0
-                out[f"{v.name}_up"] = weights * scale
-                out[f"{v.name}_down"] = weights * (2.0 - scale)
-            elif v.kind == "continuum_reweighting":
-                out[f"{v.name}_up"] = weights
-                out[f"{v.name}_down"] = unweighted if applies else weights
-        return out
+            in_region = {a.variable: columns[a.variable][mask] for a in region.axes}
+            histograms.fill_template(booked["templates"][region.name], region, sample.name, variation, in_region, weights[mask])
 
     def _write_table(self, events: ak.Array, columns: dict[str, np.ndarray], weights: np.ndarray) -> str:
         """Write the preselected events' features as parquet; returns the file path."""
@@ -117,7 +158,7 @@ class KnunuProcessor(processor.ProcessorABC):
         meta = events.metadata
         name = f"{meta['dataset']}_{Path(meta['filename']).stem}_{meta['entrystart']}_{meta['entrystop']}.parquet"
         path = self.table_dir / name
-        table = pd.DataFrame({k: v for k, v in columns.items()})
+        table = pd.DataFrame(columns)
         table["weight"] = weights
         table["sample"] = meta["dataset"]
         tmp = path.with_suffix(".tmp")
@@ -127,3 +168,17 @@ class KnunuProcessor(processor.ProcessorABC):
 
     def postprocess(self, accumulator: dict) -> dict:
         return accumulator
+
+
+def _truth(events: ak.Array, track_mask: ak.Array, photon_mask: ak.Array, n_events: int) -> dict[str, np.ndarray]:
+    """MC truth the systematics need, aligned with the cleaned objects; sentinels for data."""
+    fields = set(events.fields)
+    out = {}
+    for name in MC_EVENT_BRANCHES:
+        out[name] = np.asarray(ak.to_numpy(events[name]), dtype=np.float64) if name in fields else np.full(n_events, -1.0)
+    for coll, mask, key in ((events.Tracks, track_mask, "track_mcPDG"), (events.Photons, photon_mask, "photon_mcPDG")):
+        if "mcPDG" in coll.fields:
+            out[key] = np.asarray(ak.to_numpy(ak.flatten(coll.mcPDG[mask])), dtype=np.int64)
+        else:
+            out[key] = np.zeros(int(ak.sum(mask)), dtype=np.int64)
+    return out

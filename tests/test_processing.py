@@ -92,6 +92,7 @@ def _config_with_file(small_analysis: Path, tmp_path: Path, bad_file: Path) -> P
     raw["samples"][0]["events"] = 0
     raw["samples"][1]["files"] = sample_file_paths(good, good.sample("charged"))
     raw["bdt"] = None
+    raw["systematics"] = {}
     path = tmp_path / "bad_input.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path

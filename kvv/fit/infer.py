@@ -127,7 +127,7 @@ def minos_interval(lh: Likelihood, fit: FitResult, index: int, data: np.ndarray 
             if trial in (low, high):
                 break
             inner, step = trial, step * 1.5
-        edges.append(edge - centre)
+        edges.append(float(edge - centre))
     return edges[0], edges[1]
 
 

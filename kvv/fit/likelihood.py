@@ -9,15 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pyhf
-
-log = logging.getLogger(__name__)
-
 
 class FitError(ValueError):
     """A workspace or fit configuration kvv cannot use; the message is one line."""
@@ -155,22 +151,21 @@ class Likelihood:
         return float(value), np.asarray(grad)
 
     def hessian(self, pars: np.ndarray, data: np.ndarray | None = None, free: np.ndarray | None = None) -> np.ndarray:
-        """Hessian of ``-2 ln L`` in the free parameters, by central differences of the exact gradient.
+        """Hessian of ``-2 ln L`` in the free parameters, by forward differences of the exact gradient.
 
-        Differencing the analytic gradient is accurate to O(h^2) and avoids a
-        second-order JAX trace, whose compilation costs ~15 s on large models.
+        Differencing the analytic gradient (one gradient call per parameter,
+        symmetrised) avoids a second-order JAX trace, whose compilation costs
+        ~15 s on the published Belle II likelihood.
         """
         pars = np.asarray(pars, float)
         free_idx = np.flatnonzero(~self.fixed if free is None else free)
-        steps = 1e-4 * np.maximum(1.0, np.abs(pars))
+        steps = 1e-5 * np.maximum(1.0, np.abs(pars))
+        g0 = self.value_and_grad(pars, data)[1][free_idx]
         hess = np.zeros((len(free_idx), len(free_idx)))
         for row, i in enumerate(free_idx):
-            up, down = pars.copy(), pars.copy()
-            up[i] += steps[i]
-            down[i] -= steps[i]
-            g_up = self.value_and_grad(up, data)[1]
-            g_down = self.value_and_grad(down, data)[1]
-            hess[row] = (g_up - g_down)[free_idx] / (2 * steps[i])
+            shifted = pars.copy()
+            shifted[i] += steps[i]
+            hess[row] = (self.value_and_grad(shifted, data)[1][free_idx] - g0) / steps[i]
         return 0.5 * (hess + hess.T)
 
     def expected_data(self, pars: np.ndarray) -> np.ndarray:

@@ -1,8 +1,8 @@
 """Robust minimisation of ``-2 ln L``: a chain of optimisers tried until one converges.
 
 Plain pyhf + MINUIT fails, for instance, on the mu = 0 fixed fit of the
-discovery test on the published Belle II likelihood (mu sits on its bound and
-MIGRAD's numerical Hessian seeding goes astray).  Here every fit runs the
+discovery test on the published Belle II likelihood (pyhf raises
+FailedMinimization although the optimiser reports success).  Here every fit runs the
 strategies in :data:`DEFAULT_CHAIN` in turn, warm-started where possible, and
 accepts the first result whose projected gradient vanishes; the result records
 which optimiser succeeded and why the earlier ones were rejected.

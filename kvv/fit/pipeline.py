@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import plots
@@ -38,10 +38,9 @@ class InferenceOptions:
     groups: dict[str, list[str]] | None = None
     sm_branching_fraction: float = SM_BRANCHING_FRACTION
     measurement: str | None = None
-    extra: dict = field(default_factory=dict)
 
 
-def run_inference(workspace: dict | str | Path, outdir: Path, options: InferenceOptions | None = None) -> dict:
+def run_inference(workspace: dict | str | Path, outdir: Path, *, options: InferenceOptions | None = None) -> dict:
     """Run the requested inference steps on a pyhf workspace, write plots and ``fit_results.json``/``fit_summary.md``.
 
     Raises :class:`FitError` (one line, naming the file and the field) for

@@ -45,7 +45,10 @@ def plot_templates(lh: Likelihood, pars: np.ndarray, outdir: Path, tag: str, dat
             total = stack.sum(axis=0)
             edges = np.arange(len(total) + 1)
             fig, (ax, rax) = plt.subplots(2, 1, figsize=(8, 7), sharex=True, gridspec_kw={"height_ratios": [3, 1], "hspace": 0.05})
-            mplhep.histplot(list(stack[keep]), edges, stack=True, histtype="fill", label=list(np.asarray(config.samples)[keep]), ax=ax)
+            colours = [plt.cm.tab20(i % 20) for i in np.flatnonzero(keep)]  # fixed colour per sample across channels
+            mplhep.histplot(
+                list(stack[keep]), edges, stack=True, histtype="fill", label=list(np.asarray(config.samples)[keep]), color=colours, ax=ax
+            )
             mplhep.histplot(observed, edges, yerr=np.sqrt(observed), histtype="errorbar", color="black", label="data", ax=ax)
             ax.set_ylabel("Events / bin")
             ax.set_ylim(0, 1.5 * max(observed.max(), total.max()))

@@ -286,7 +286,7 @@ def build_decay_table(spec: dict) -> DecayTable:
     return DecayTable(tables=tables, names=names, index=index, forced=forced)
 
 
-PSMAX_BODIES = 4  # estimate the GENBOD maximum weight for decays into >= 4 bodies
+PSMAX_BODIES = 3  # estimate the GENBOD maximum weight for decays into >= 3 bodies
 PSMAX_TRIALS = 20_000
 PSMAX_MARGIN = 1.5  # safety factor over the largest weight seen (EvtGen-style probmax)
 

@@ -33,9 +33,10 @@ PXD_ONE_HIT_PROB = 0.95  # tracks produced between the two layers
 # --- particle identification ----------------------------------------------------------
 # Each likelihood ratio is modelled as sigmoid(D) with D ~ Normal(mu[true, hyp], sigma[hyp]).
 # Rows: true e, mu, pi, K, p; columns: kaonID, pionID, electronID, muonID. The values are
-# assumptions chosen to give kaonID > 0.9 for ~73 % of kaons and ~3 % of pions (the 2021
-# analysis quotes 62 % / 3 %, PRL 127, 181802), electronID > 0.9 for ~93 % of electrons
-# with < 1 % pion fakes, muonID > 0.9 for ~90 % of muons above the KLM threshold.
+# assumptions; measured on generic B+B- tracks they give kaonID > 0.9 for 68 % of kaons
+# and 2.6 % of pions (the 2021 analysis quotes 62 % / 3 %, PRL 127, 181802),
+# electronID > 0.9 for 83 % of electrons and 0.3 % of pions, muonID > 0.9 for 80 % of
+# muons above 0.6 GeV/c and 1.9 % of pions.
 SPECIES = (11, 13, 211, 321, 2212)
 PID_MU = np.array(
     [

@@ -5,7 +5,7 @@ The n-body generator follows the Raubold-Lynch method as used in CERNLIB GENBOD
 invariant masses, the event weight is the product of the two-body break-up
 momenta, and events are unweighted by accept-reject. The analytic GENBOD bound
 of the weight is very loose for many bodies (acceptance 7e-4 for B -> D 5pi), so
-decays with >= 4 bodies use a maximum weight estimated once per mode (EvtGen's
+decays with >= 3 bodies use a maximum weight estimated once per mode (EvtGen's
 "probmax" approach, see ``decaytable.py``). Four-vectors are (E, px, py, pz) in GeV; the random numbers come
 from numba's ``np.random`` state, seeded by the caller.
 """
