@@ -92,7 +92,7 @@ def throughput(args: argparse.Namespace, fileset: dict, proc: KnunuProcessor, re
             continue
         part = chain.subset(fileset, events, args.chunksize)
         n = sum(c.n_events for c in part)
-        reference, _ = chain.run_staged(proc, part)
+        reference, _ = chain.run_staged(proc, part)  # also the warm-up of (b) on these events
         wall_b, cpu_b = repeated(lambda: chain.run_staged(proc, part), args.repeats)
         other = run(proc, part)  # warm-up and the output to compare
         repeats = 1 if key == "pandas" else max(1, args.repeats // 2)  # slow; 1 repeat keeps the suite bounded
@@ -108,7 +108,7 @@ def _median_staged(proc: KnunuProcessor, chunk_list: list, repeats: int) -> tupl
 
 
 def _run_awkward(proc: KnunuProcessor, part: list) -> dict:
-    return chain.run_staged(proc, part, awkward_way.event_features, flat=False)[0]
+    return chain.run_staged(proc, part, awkward_way.event_features)[0]
 
 
 def _run_pandas(proc: KnunuProcessor, part: list) -> dict:

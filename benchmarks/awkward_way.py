@@ -5,7 +5,8 @@ an awkward user would: jagged broadcasting for boosts and ROE sums,
 ``ak.combinations`` for Fox-Wolfram pairs, and for thrust the same exact
 enumeration (up to ``EXACT_THRUST_MAX_N`` objects) and seeded iteration on
 regular blocks of events with equal object counts. Per-event glue that was already plain numpy
-in :mod:`kvv.features` is reused as is. Sums run in the kernels' order where
+in :mod:`kvv.features` is reused as is. :func:`event_features` is a drop-in for
+:func:`kvv.features.event_features`, so the processor itself runs with it. Sums run in the kernels' order where
 awkward allows it, so results agree with the kernels to rounding (~1e-15).
 """
 
@@ -18,8 +19,7 @@ import numpy as np
 
 from kvv import eventshape as es
 from kvv import features
-from kvv.columns import BeamColumns
-from kvv.config import AnalysisConfig
+from kvv.columns import BeamColumns, PhotonColumns, TrackColumns
 from kvv.kinematics import M_KAON, M_PION
 
 THRUST_BLOCK = 4096  # events per block: bounds the (events, 2^(n-1), 3) temporaries of exact thrust
@@ -293,10 +293,24 @@ def _track_quantities(tracks: ak.Array, kaon: np.ndarray) -> dict[str, np.ndarra
     }
 
 
-def event_features(tracks: ak.Array, photons: ak.Array, beam: BeamColumns, cfg: AnalysisConfig) -> dict[str, np.ndarray]:
-    """Every column of :func:`kvv.features.event_features`, from cleaned awkward collections."""
-    cut = -np.inf if cfg.kaon.kaon_id_cut is None else float(cfg.kaon.kaon_id_cut)
-    kaon = select_kaon(tracks, cfg.kaon.min_pxd_hits, cut)
+def jagged(tracks: TrackColumns, photons: PhotonColumns) -> tuple[ak.Array, ak.Array]:
+    """The processor's cleaned flat columns as jagged awkward collections (no copy of the content)."""
+    t_counts, p_counts = np.diff(tracks.offsets), np.diff(photons.offsets)
+    t = {"px": tracks.px, "py": tracks.py, "pz": tracks.pz, "charge": tracks.charge, "dr": tracks.dr, "dz": tracks.dz,
+         "nPXDHits": tracks.n_pxd_hits, "kaonID": tracks.kaon_id}  # fmt: skip
+    p = {"E": photons.energy, "theta": photons.theta, "phi": photons.phi}
+    return (
+        ak.zip({k: ak.unflatten(v, t_counts) for k, v in t.items()}),
+        ak.zip({k: ak.unflatten(v, p_counts) for k, v in p.items()}),
+    )
+
+
+def event_features(
+    tracks: TrackColumns, photons: PhotonColumns, beam: BeamColumns, *, min_pxd_hits: int = 1, kaon_id_cut: float | None = None
+) -> dict[str, np.ndarray]:
+    """Drop-in for :func:`kvv.features.event_features`: every column, computed with awkward."""
+    tracks, photons = jagged(tracks, photons)
+    kaon = select_kaon(tracks, min_pxd_hits, -np.inf if kaon_id_cut is None else float(kaon_id_cut))
     has_kaon = kaon >= 0
     lab = kaon_first_objects(tracks, photons, kaon)
     cms = boost_to_cms(lab, beam)

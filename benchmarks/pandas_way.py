@@ -19,10 +19,10 @@ import uproot
 
 from benchmarks import awkward_way
 from benchmarks.chain import PHOTON_FIELDS, TRACK_FIELDS, Chunk
-from kvv import bdt, features, selection
+from kvv import bdt, features, histograms, selection
 from kvv import eventshape as es
 from kvv.columns import BeamColumns
-from kvv.config import AnalysisConfig
+from kvv.config import AnalysisConfig, Sample
 from kvv.eventformat import PHOTONS, TRACKS
 from kvv.kinematics import M_KAON, M_PION
 from processors.knunu import KnunuProcessor
@@ -297,5 +297,29 @@ def process_chunk(proc: KnunuProcessor, chunk: Chunk) -> dict:
     models = bdt.load_models_cached(proc.model_dir, bdt.stage_features(cfg.bdt))
     selected.update(bdt.score_chunk(models, selected, selected["__event__"]))
     out = {"cutflow": {sample.name: cutflow}, "entries": {sample.name: np.array([n], dtype=np.int64)}}
-    out.update(proc._fill(sample.name, selected, weights[rows], sample.template))
+    out.update(fill(cfg, sample, selected, weights[rows]))
     return out
+
+
+def fill(cfg: AnalysisConfig, sample: Sample, columns: dict[str, np.ndarray], weights: np.ndarray) -> dict:
+    """Controls and templates with hist: BDTc weight in the continuum nominal, unweighted as its down variation."""
+    booked = histograms.book(cfg)
+    nominal = weights
+    if not sample.is_data and sample.template in cfg.fit.continuum_templates and "continuum_weight" in columns:
+        nominal = weights * columns["continuum_weight"]
+    variations = {histograms.NOMINAL: nominal}
+    for v in cfg.variations:
+        if v.kind == "continuum_reweighting":
+            variations[f"{v.name}_up"] = nominal
+            variations[f"{v.name}_down"] = weights if not v.samples or sample.name in v.samples else nominal
+    for control in cfg.controls:
+        if control.variable in columns:
+            booked["controls"][control.variable].fill(dataset=sample.name, **{control.variable: columns[control.variable]}, weight=nominal)
+    for region in cfg.regions:
+        if region.resonance != sample.resonance:
+            continue
+        mask = selection.interval_mask(columns, region.cuts)
+        in_region = {a.variable: columns[a.variable][mask] for a in region.axes}
+        for variation, w in variations.items():
+            histograms.fill_template(booked["templates"][region.name], region, sample.name, variation, in_region, w[mask])
+    return booked

@@ -30,6 +30,8 @@ class KnunuProcessor(processor.ProcessorABC):
     ``weight`` (its per-event normalisation to the target luminosity).
     """
 
+    candidate_step = "kaon candidate"
+
     def __init__(self, cfg: AnalysisConfig, *, model_dir: Path | None = None, table_dir: Path | None = None):
         self.cfg = cfg
         self.model_dir = Path(model_dir) if model_dir else None
@@ -74,20 +76,16 @@ class KnunuProcessor(processor.ProcessorABC):
     def _select(self, events, tracks: TrackColumns, photons: PhotonColumns, truth: dict, event_number, weights):
         """Features of the events passing the preselection, with BDT scores; and the cutflow."""
         cfg = self.cfg
-        columns = features.event_features(
-            tracks,
-            photons,
-            selection.beam_columns(events),
-            min_pxd_hits=cfg.kaon.min_pxd_hits,
-            kaon_id_cut=cfg.kaon.kaon_id_cut,
-        )
+        columns = self.event_columns(events, tracks, photons)
         columns["__event__"] = event_number
         columns.update({name: truth[name] for name in MC_EVENT_BRANCHES})
-        columns.update(sy.kaon_pid_inputs(tracks, columns["kaon_index"], truth["track_mcPDG"]))
+        if cfg.systematics.kaon_pid:
+            columns.update(sy.kaon_pid_inputs(tracks, columns["kaon_index"], truth["track_mcPDG"]))
 
         cutflow = {"entries read": selection.cutflow_row(np.ones(len(weights), dtype=bool), weights)}
         passed = np.ones(len(weights), dtype=bool)
         for step, mask in selection.preselection_steps(columns, cfg.preselection).items():
+            step = self.candidate_step if step == "kaon candidate" else step
             cutflow[step] = selection.cutflow_row(mask, weights)
             passed = mask
         selected = {name: values[passed] for name, values in columns.items()}
@@ -95,6 +93,16 @@ class KnunuProcessor(processor.ProcessorABC):
             models = bdt.load_models_cached(self.model_dir, bdt.stage_features(cfg.bdt))
             selected.update(bdt.score_chunk(models, selected, selected["__event__"]))
         return selected, passed, cutflow
+
+    def event_columns(self, events: ak.Array, tracks: TrackColumns, photons: PhotonColumns) -> dict[str, np.ndarray]:
+        """Per-event columns of the signal candidate, its ROE and the event shape."""
+        return features.event_features(
+            tracks,
+            photons,
+            selection.beam_columns(events),
+            min_pxd_hits=self.cfg.kaon.min_pxd_hits,
+            kaon_id_cut=self.cfg.kaon.kaon_id_cut,
+        )
 
     def _shifted(self, shift: sy.ObjectShift, events, tracks, photons, truth, event_number, weights):
         """Columns and weights of the preselected events under one object variation."""

@@ -1,10 +1,8 @@
 """coffea processor of the B -> K* nu nubar search: one region per K* mode.
 
 Same chain as :mod:`processors.knunu` (cleanup -> kernels -> preselection ->
-BDT scores -> histograms) with the K* candidate of :mod:`kvv.kstar` in place of
-the signal kaon; histogram filling, variations and feature tables are the
-K+ processor's. The ITA preselection steps are applied with "K* candidate"
-as their first step.
+BDT scores -> histograms, systematics included) with the K* candidate of
+:mod:`kvv.kstar` in place of the signal kaon; only the per-event columns differ.
 """
 
 from __future__ import annotations
@@ -14,7 +12,8 @@ from pathlib import Path
 import awkward as ak
 import numpy as np
 
-from kvv import bdt, kstar, selection
+from kvv import kstar, selection
+from kvv.columns import PhotonColumns, TrackColumns
 from kvv.config import AnalysisConfig
 from kvv.kstar import KstarCuts
 from processors.knunu import KnunuProcessor
@@ -27,6 +26,8 @@ class KstarProcessor(KnunuProcessor):
     the config schema has a section for them.
     """
 
+    candidate_step = "K* candidate"
+
     def __init__(
         self,
         cfg: AnalysisConfig,
@@ -38,35 +39,9 @@ class KstarProcessor(KnunuProcessor):
         super().__init__(cfg, model_dir=model_dir, table_dir=table_dir)
         self.cuts = cuts
 
-    def process(self, events: ak.Array) -> dict:
-        cfg = self.cfg
-        sample = cfg.sample(events.metadata["dataset"])
-        n_events = len(events)
-        weights = np.full(n_events, float(events.metadata["weight"]))
-
-        tracks, photons = selection.clean_objects(events, cfg.cleanup)
+    def event_columns(self, events: ak.Array, tracks: TrackColumns, photons: PhotonColumns) -> dict[str, np.ndarray]:
         columns = kstar.reconstruct_kstar(tracks, photons, selection.beam_columns(events), self.cuts)
-        columns.pop("daughters")  # (n, 6) indices: not a histogram or table column
-        columns["__event__"] = np.asarray(ak.to_numpy(events["__event__"]), dtype=np.int64)
-
-        cutflow = {"entries read": selection.cutflow_row(np.ones(n_events, dtype=bool), weights)}
-        steps = selection.preselection_steps({**columns, "has_kaon": columns["has_kstar"]}, cfg.preselection)
-        steps = {("K* candidate" if name == "kaon candidate" else name): mask for name, mask in steps.items()}
-        for step, mask in steps.items():
-            cutflow[step] = selection.cutflow_row(mask, weights)
-        passed = next(reversed(steps.values()))
-
-        selected = {name: values[passed] for name, values in columns.items()}
-        selected_weights = weights[passed]
-        if self.model_dir is not None:
-            models = bdt.load_models_cached(self.model_dir, bdt.stage_features(cfg.bdt))
-            selected.update(bdt.score_chunk(models, selected, selected["__event__"]))
-
-        out = {
-            "cutflow": {sample.name: cutflow},
-            "entries": {sample.name: np.array([n_events], dtype=np.int64)},
-        }
-        if self.table_dir is not None:
-            out["tables"] = {sample.name: [self._write_table(events, selected, selected_weights)]}
-        out.update(self._fill(sample.name, selected, selected_weights, sample.template))
-        return out
+        daughters = columns.pop("daughters")  # (n, 6) indices: not a histogram or table column
+        columns["has_kaon"] = columns["has_kstar"]  # the preselection's candidate step
+        columns["kaon_index"] = daughters[:, 0]
+        return columns

@@ -1,0 +1,1 @@
+"""kvv benchmark suite: ``python -m benchmarks`` (see benchmarks/README.md)."""
