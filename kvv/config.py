@@ -162,6 +162,7 @@ class FitSettings(_Strict):
     """How the templates become a HistFactory workspace."""
 
     signal_template: str = "signal"
+    poi_bounds: tuple[float, float] = (0.0, 500.0)
     background_normalisation_uncertainty: float = Field(default=0.5, ge=0)
     staterror_prune_threshold: float = Field(default=0.0, ge=0)
     injected_mu: float = 1.0

@@ -178,8 +178,15 @@ def fit_model_config(cfg: AnalysisConfig):
     """The pyhf model settings of an analysis (continuum templates share their norms by name)."""
     from kvv import fit
 
+    groups = dict(cfg.fit.groups) or {
+        **systematics.groups(cfg.systematics),
+        "MC statistics": ["staterror*"],
+        "background normalisations": ["norm_*"],
+        "continuum modelling": [v.name for v in cfg.variations if v.kind == "continuum_reweighting"],
+    }
     return fit.FitModelConfig(
         signal=cfg.fit.signal_template,
+        poi_bounds=cfg.fit.poi_bounds,
         background_norm_uncertainty=cfg.fit.background_normalisation_uncertainty,
         staterror_threshold=cfg.fit.staterror_prune_threshold,
         groups={name: patterns for name, patterns in groups.items() if patterns},
@@ -209,7 +216,7 @@ def stage_fit(cfg: AnalysisConfig | None, args: argparse.Namespace, out: Path) -
     from kvv import fit
 
     if args.workspace is not None:
-        return fit.run_inference(args.workspace, out / "fit", inference_options(None))
+        return fit.run_inference(args.workspace, out / "fit", options=inference_options(None))
     hists = histograms.load_pickle(out / "histograms.pkl")
     summary = json.loads((out / "summary.json").read_text())
     # Only unweighted (real) data are observations; kvv's prescaled pseudo-data are not.
@@ -230,7 +237,7 @@ def stage_fit(cfg: AnalysisConfig | None, args: argparse.Namespace, out: Path) -
     )
     report.write_json(spec, out / "workspace.json")
     report.write_json({"pruned_bins": pruned}, out / "workspace_pruning.json")
-    return fit.run_inference(spec, out / "fit", inference_options(cfg))
+    return fit.run_inference(spec, out / "fit", options=inference_options(cfg))
 
 
 def main(argv: list[str] | None = None) -> int:

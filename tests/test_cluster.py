@@ -17,7 +17,7 @@ import pytest
 from distributed import Client, LocalCluster
 from distributed.security import Security
 import slurm_setup
-from slurm_setup import slurm, slurm_cli_args, wait_queue_empty  # noqa: F401  (slurm: session fixture)
+from slurm_setup import slurm_cli_args, wait_queue_empty
 
 from kvv import cluster
 

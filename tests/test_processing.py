@@ -77,6 +77,37 @@ def test_histograms_identical_across_executors_and_chunk_sizes(trained, referenc
     _assert_identical(reference, result)
 
 
+@pytest.mark.slurm
+def test_histograms_identical_on_slurm(trained, reference, slurm, tmp_path):
+    from slurm_setup import slurm_cli_args, wait_queue_empty
+
+    config, outputs = trained
+    other = tmp_path / "outputs"
+    shutil.copytree(outputs, other)
+    result = _process(config, other, "--chunksize", "2500", *slurm_cli_args(slurm, tmp_path, max_jobs=2, memory="3GB"))
+    _assert_identical(reference, result)
+    assert wait_queue_empty() == []
+
+
+def test_fit_recovers_the_injected_signal_on_the_default_analysis(trained, reference):
+    """Asimov pseudo-data with mu = 1 on the small default analysis: the fit gives mu = 1,
+    and Poisson toys injected at several mu give pulls of mean 0 and width 1."""
+    import json
+
+    config, outputs = trained
+    cfg = load_config(config)
+    assert main(["--config", str(config), "--stage", "fit", "--outputs", str(outputs)]) == 0
+    results = json.loads((outputs / cfg.name / "fit" / "fit_results.json").read_text())
+    mle = results["mle"]
+    mu, sigma = mle["poi_value"], mle["poi_error"]
+    assert abs(mu - cfg.fit.injected_mu) < 1e-3 * max(1.0, sigma), (mu, sigma)
+    assert len(results["injection"]) == len(cfg.fit.injection_values)
+    for point in results["injection"]:
+        n = point["n_toys"]
+        assert abs(point["pull_mean"]) < 4 / np.sqrt(n), point
+        assert abs(point["pull_width"] - 1) < 4 / np.sqrt(2 * n), point
+
+
 # --- bad input ---------------------------------------------------------------------
 
 

@@ -92,6 +92,9 @@ def staterror_mask(templates: dict, channel: str, threshold: float) -> np.ndarra
     return (relative >= threshold) & (relative > 0)
 
 
+NORMSYS_FLOOR = 1e-2
+
+
 def _variation_modifiers(name: str, nominal: np.ndarray, up: np.ndarray, down: np.ndarray, config: FitModelConfig) -> list[dict]:
     if config.symmetrize:
         down = 2 * nominal - up
@@ -100,7 +103,9 @@ def _variation_modifiers(name: str, nominal: np.ndarray, up: np.ndarray, down: n
     total = nominal.sum()
     if total <= 0:
         return []
-    hi, lo = up.sum() / total, down.sum() / total
+    # A variation that empties a template (a few MC events moving out) would give a
+    # factor 0, whose logarithm the normsys interpolation takes: floor it.
+    hi, lo = max(up.sum() / total, NORMSYS_FLOOR), max(down.sum() / total, NORMSYS_FLOOR)
     modifiers = [{"name": name, "type": "normsys", "data": {"hi": float(hi), "lo": float(lo)}}]
     # the shape part is the variation normalised to the nominal yield
     hi_shape = up / hi if hi > 0 else up
