@@ -29,9 +29,7 @@ def small_config_dict(sample_dir: Path, *, events_scale: float = 1.0) -> dict:
     raw["bdt"]["continuum"].update(n_estimators=10, max_depth=2, bdt1_cut=0.5)
     # With a few thousand events no background survives BDT1 > 0.9: cut looser.
     raw["bdt"]["bdt1_cut"] = 0.5
-    raw["fit"].update(
-        injection_values=[0.0, 1.0, 5.0], injection_toys=40, steps=["mle", "significance", "limit", "injection"]
-    )
+    raw["fit"].update(steps=["mle", "significance", "limit"])
     return raw
 
 
