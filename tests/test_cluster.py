@@ -43,12 +43,19 @@ def refused(address: str, security: Security | None) -> bool:
     """True if a client with ``security`` cannot connect to ``address``.
 
     TypeError: distributed will not even try tls:// without an SSL context.
+    On a loaded machine the client's IO-loop thread can fail to start within
+    distributed's 10 s (an AssertionError in its LoopRunner): that says nothing
+    about the scheduler, so the attempt is repeated.
     """
-    try:
-        with Client(address, security=security, timeout=3):
-            return False
-    except (OSError, TimeoutError, TypeError):
-        return True
+    for _ in range(3):
+        try:
+            with Client(address, security=security, timeout=3):
+                return False
+        except (OSError, TimeoutError, TypeError):
+            return True
+        except AssertionError:
+            continue
+    raise RuntimeError("the Dask client's IO loop did not start three times")
 
 
 # --------------------------------------------------------------------------- options and configuration
