@@ -243,28 +243,19 @@ def _event_shape(cms: ak.Array, roe: ak.Array, kaon_p3: np.ndarray) -> dict[str,
     kaon_p = np.linalg.norm(kaon_p3, axis=1)
     thrust_all, _ = thrust(cms)
     thrust_roe, roe_axis = thrust(roe)
-    h_oo = fox_wolfram(roe)
-    h_so = kaon_p[:, None] * axis_legendre(roe, kaon_p3)
-    h_all = h_oo + 2.0 * h_so + kaon_p[:, None] ** 2
-    r_all = es.normalise(h_all)
-    ksfw_so = features._safe_divide(h_so, h_all[:, :1])
-    ksfw_oo = features._safe_divide(h_oo, h_all[:, :1])
     sph, apl = sphericity(cms)
-    cones = cleo_cones(roe, kaon_p3)
-    return {
-        "thrust": thrust_all,
-        "thrust_roe": thrust_roe,
-        "cos_theta_thrust": np.abs(roe_axis[:, 2]),
-        "cos_thrust_kaon_roe": np.abs(features._safe_divide(np.sum(roe_axis * kaon_p3, axis=1), kaon_p)),
-        **{f"r{l}": r_all[:, l] for l in range(1, es.FW_LMAX + 1)},
-        "roe_r2": es.normalise(h_oo)[:, 2],
-        "sphericity": sph,
-        "aplanarity": apl,
-        "e_t": _np(ak.sum(np.sqrt(cms.px * cms.px + cms.py * cms.py), axis=1)),
-        **{f"cleo_cone_{k + 1}": cones[:, k] for k in range(es.N_CLEO_CONES)},
-        **{f"ksfw_hso_{l}": ksfw_so[:, l] for l in range(es.FW_LMAX + 1)},
-        **{f"ksfw_hoo_{l}": ksfw_oo[:, l] for l in range(1, es.FW_LMAX + 1)},
-    }
+    return features.shape_columns(
+        thrust_all=thrust_all,
+        thrust_roe=thrust_roe,
+        roe_axis=roe_axis,
+        kaon_p3=kaon_p3,
+        h_oo=fox_wolfram(roe),
+        h_so=kaon_p[:, None] * axis_legendre(roe, kaon_p3),
+        sphericity=sph,
+        aplanarity=apl,
+        e_t=_np(ak.sum(np.sqrt(cms.px * cms.px + cms.py * cms.py), axis=1)),
+        cones=cleo_cones(roe, kaon_p3),
+    )
 
 
 def _track_quantities(tracks: ak.Array, kaon: np.ndarray) -> dict[str, np.ndarray]:

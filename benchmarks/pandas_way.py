@@ -246,29 +246,21 @@ def event_shape(obj: pd.DataFrame, kaon_p3: np.ndarray, n: int) -> dict[str, np.
     kaon_p = np.linalg.norm(kaon_p3, axis=1)
     thrust_all, _ = _thrust(obj, n)
     thrust_roe, roe_axis = _thrust(roe, n)
-    h_oo = _fox_wolfram(roe, n)
     cones, legendre = _cones_and_legendre(roe, kaon_p3, n)
-    h_so = kaon_p[:, None] * legendre
-    h_all = h_oo + 2.0 * h_so + kaon_p[:, None] ** 2
-    r_all = es.normalise(h_all)
-    ksfw_so = features._safe_divide(h_so, h_all[:, :1])
-    ksfw_oo = features._safe_divide(h_oo, h_all[:, :1])
     sph, apl = _sphericity(obj, n)
     e_t = np.sqrt(obj.px_cms**2 + obj.py_cms**2).groupby(level=0).sum()
-    return {
-        "thrust": thrust_all,
-        "thrust_roe": thrust_roe,
-        "cos_theta_thrust": np.abs(roe_axis[:, 2]),
-        "cos_thrust_kaon_roe": np.abs(features._safe_divide(np.sum(roe_axis * kaon_p3, axis=1), kaon_p)),
-        **{f"r{l}": r_all[:, l] for l in range(1, es.FW_LMAX + 1)},
-        "roe_r2": es.normalise(h_oo)[:, 2],
-        "sphericity": sph,
-        "aplanarity": apl,
-        "e_t": _per_event(e_t, n),
-        **{f"cleo_cone_{k + 1}": cones[:, k] for k in range(es.N_CLEO_CONES)},
-        **{f"ksfw_hso_{l}": ksfw_so[:, l] for l in range(es.FW_LMAX + 1)},
-        **{f"ksfw_hoo_{l}": ksfw_oo[:, l] for l in range(1, es.FW_LMAX + 1)},
-    }
+    return features.shape_columns(
+        thrust_all=thrust_all,
+        thrust_roe=thrust_roe,
+        roe_axis=roe_axis,
+        kaon_p3=kaon_p3,
+        h_oo=_fox_wolfram(roe, n),
+        h_so=kaon_p[:, None] * legendre,
+        sphericity=sph,
+        aplanarity=apl,
+        e_t=_per_event(e_t, n),
+        cones=cones,
+    )
 
 
 # --------------------------------------------------------------------------- the chain

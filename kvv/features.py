@@ -194,16 +194,48 @@ def _event_shape(
     kaon_p = np.linalg.norm(kaon_p3, axis=1)
     thrust_all, _ = es.thrust(starts, stops, px, py, pz)
     thrust_roe, roe_axis = es.thrust(roe_starts, stops, px, py, pz)
-    # Fox-Wolfram of all objects from the ROE moments plus the kaon-ROE cross terms,
-    # which are the KSFW signal-other sums: H_l(all) = H_l(ROE) + 2 H^so_l + |p_K|^2
     h_oo = es.fox_wolfram(roe_starts, stops, px, py, pz)
     h_so = kaon_p[:, None] * es.axis_legendre(roe_starts, stops, px, py, pz, kaon_p3)
+    sph, apl = es.sphericity(starts, stops, px, py, pz)
+    return shape_columns(
+        thrust_all=thrust_all,
+        thrust_roe=thrust_roe,
+        roe_axis=roe_axis,
+        kaon_p3=kaon_p3,
+        h_oo=h_oo,
+        h_so=h_so,
+        sphericity=sph,
+        aplanarity=apl,
+        e_t=es.transverse_energy(starts, stops, px, py),
+        cones=es.cleo_cones(roe_starts, stops, px, py, pz, kaon_p3),
+    )
+
+
+def shape_columns(
+    *,
+    thrust_all: np.ndarray,
+    thrust_roe: np.ndarray,
+    roe_axis: np.ndarray,
+    kaon_p3: np.ndarray,
+    h_oo: np.ndarray,
+    h_so: np.ndarray,
+    sphericity: np.ndarray,
+    aplanarity: np.ndarray,
+    e_t: np.ndarray,
+    cones: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """The event-shape feature columns from per-event moments, however these were computed.
+
+    ``h_oo`` are the ROE Fox-Wolfram moments and ``h_so`` the kaon-ROE sums
+    |p_K| sum |p_i| P_l(cos theta_Ki), both (n_events, FW_LMAX + 1).
+    """
+    kaon_p = np.linalg.norm(kaon_p3, axis=1)
+    # Fox-Wolfram of all objects from the ROE moments plus the kaon-ROE cross terms,
+    # which are the KSFW signal-other sums: H_l(all) = H_l(ROE) + 2 H^so_l + |p_K|^2
     h_all = h_oo + 2.0 * h_so + kaon_p[:, None] ** 2
     r_all = es.normalise(h_all)
     ksfw_so = _safe_divide(h_so, h_all[:, :1])
     ksfw_oo = _safe_divide(h_oo, h_all[:, :1])
-    sph, apl = es.sphericity(starts, stops, px, py, pz)
-    cones = es.cleo_cones(roe_starts, stops, px, py, pz, kaon_p3)
     return {
         "thrust": thrust_all,
         "thrust_roe": thrust_roe,
@@ -211,9 +243,9 @@ def _event_shape(
         "cos_thrust_kaon_roe": np.abs(_safe_divide(np.sum(roe_axis * kaon_p3, axis=1), kaon_p)),
         **{f"r{l}": r_all[:, l] for l in range(1, es.FW_LMAX + 1)},
         "roe_r2": es.normalise(h_oo)[:, 2],
-        "sphericity": sph,
-        "aplanarity": apl,
-        "e_t": es.transverse_energy(starts, stops, px, py),
+        "sphericity": sphericity,
+        "aplanarity": aplanarity,
+        "e_t": e_t,
         **{f"cleo_cone_{k + 1}": cones[:, k] for k in range(es.N_CLEO_CONES)},
         **{f"ksfw_hso_{l}": ksfw_so[:, l] for l in range(es.FW_LMAX + 1)},
         **{f"ksfw_hoo_{l}": ksfw_oo[:, l] for l in range(1, es.FW_LMAX + 1)},

@@ -134,10 +134,9 @@ def stage_process(cfg: AnalysisConfig, execution: cluster.Execution, args: argpa
     if cfg.bdt is not None and not use_models:
         log.warning("no trained BDT models in %s: templates with BDT axes stay empty", model_dir)
     found = inputs.collect_inputs(cfg, cfg.samples, skip_bad_files=args.skip_bad_files, max_files=args.max_files)
+    files = inputs.fileset(found, cfg)
     start = time.perf_counter()
-    result = run_processor(
-        execution, inputs.fileset(found, cfg), KnunuProcessor(cfg, model_dir=model_dir if use_models else None), args, cfg
-    )
+    result = run_processor(execution, files, KnunuProcessor(cfg, model_dir=model_dir if use_models else None), args, cfg)
     elapsed = time.perf_counter() - start
     output = result["output"]
     histograms.complete_mirrored(output["templates"], cfg)
@@ -161,7 +160,7 @@ def stage_process(cfg: AnalysisConfig, execution: cluster.Execution, args: argpa
                 "files": len(si.files),
                 "entries_in_files": si.entries,
                 "entries_processed": int(output["entries"].get(name, np.zeros(1))[0]),
-                "weight": inputs.fileset(found, cfg).get(name, {}).get("metadata", {}).get("weight"),
+                "weight": files.get(name, {}).get("metadata", {}).get("weight"),
                 "skipped_files": si.skipped,
             }
             for name, si in found.items()

@@ -90,13 +90,6 @@ def beam_columns(events: ak.Array) -> BeamColumns:
     )
 
 
-def clean_objects(events: ak.Array, cleanup: Cleanup) -> tuple[TrackColumns, PhotonColumns]:
-    """Apply the object cleanup and return the surviving objects as flat columns."""
-    tracks = events.Tracks[track_mask(events.Tracks, cleanup.tracks)]
-    photons = events.Photons[photon_mask(events.Photons, cleanup.photons)]
-    return track_columns(tracks), photon_columns(photons)
-
-
 def preselection_steps(columns: Mapping[str, np.ndarray], cuts: Preselection) -> dict[str, np.ndarray]:
     """Cumulative event masks, one per preselection step, in cutflow order."""
     steps = {

@@ -68,7 +68,7 @@ class KnunuProcessor(processor.ProcessorABC):
             if sample.is_data:  # data are what they are: every variation sees the nominal
                 varied, varied_weights = columns, selected_weights
             else:
-                varied, varied_weights = self._shifted(shift, events, tracks, photons, truth, event_number, weights)
+                varied, varied_weights = self._shifted(shift, sample, events, tracks, photons, truth, event_number, weights)
             self._fill_templates(booked, sample, shift.name, varied, self._nominal_weights(sample, varied, varied_weights))
         out.update(booked)
         return out
@@ -104,7 +104,7 @@ class KnunuProcessor(processor.ProcessorABC):
             kaon_id_cut=self.cfg.kaon.kaon_id_cut,
         )
 
-    def _shifted(self, shift: sy.ObjectShift, events, tracks, photons, truth, event_number, weights):
+    def _shifted(self, shift: sy.ObjectShift, sample: Sample, events, tracks, photons, truth, event_number, weights):
         """Columns and weights of the preselected events under one object variation."""
         varied_tracks, varied_photons = sy.vary_objects(shift, tracks, photons, event_number, truth["photon_mcPDG"])
         varied_truth = dict(truth)
@@ -112,7 +112,6 @@ class KnunuProcessor(processor.ProcessorABC):
             keep = sy.track_keep_mask(shift.variation, tracks, event_number)
             varied_truth["track_mcPDG"] = truth["track_mcPDG"][keep]
         columns, passed, _ = self._select(events, varied_tracks, varied_photons, varied_truth, event_number, weights)
-        sample = self.cfg.sample(events.metadata["dataset"])
         return columns, weights[passed] * sy.nominal_weights(self.cfg.systematics, columns, sample)
 
     def _nominal_weights(self, sample: Sample, columns: dict[str, np.ndarray], weights: np.ndarray) -> np.ndarray:
