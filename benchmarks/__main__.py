@@ -21,7 +21,7 @@ from coffea import processor
 from benchmarks import awkward_way, chain, memory, pandas_way, report, scaling
 from processors.knunu import KnunuProcessor
 
-SECTIONS = ("io", "chain", "awkward", "pandas", "scaling", "memory", "generation", "fit")
+SECTIONS = ("io", "chain", "awkward", "pandas", "systematics", "scaling", "memory", "generation", "fit")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", default="1,2", help="worker counts for the scaling section")
     p.add_argument("--awkward-events", type=int, default=200_000, help="events for (d) (and (b) on the same events)")
     p.add_argument("--pandas-events", type=int, default=50_000, help="events for (c) (and (b) on the same events)")
+    p.add_argument("--systematics-events", type=int, default=200_000, help="events for the cost of the systematic variations")
     p.add_argument("--memory-chunksizes", default="50000,100000,200000")
     p.add_argument("--memory-dataset-chunks", default="1,2,4", help="dataset sizes, in chunks of the largest chunk size")
     p.add_argument("--output", type=Path, default=Path("outputs/benchmarks"))
@@ -44,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
 def quick_defaults(args: argparse.Namespace) -> None:
     """Scale everything down for a smoke run."""
     args.events, args.repeats, args.chunksize = 20_000, 2, 5_000
-    args.awkward_events, args.pandas_events = 5_000, 2_000
+    args.awkward_events, args.pandas_events, args.systematics_events = 5_000, 2_000, 5_000
     args.memory_chunksizes, args.memory_dataset_chunks = "5000,10000,20000", "1,2,3"
 
 
@@ -101,6 +102,20 @@ def throughput(args: argparse.Namespace, fileset: dict, proc: KnunuProcessor, re
         agreement[f"({'d' if key == 'awkward' else 'c'}) {key} vs (b)"] = {"events": n, **chain.compare(reference, other)}
 
 
+def systematics_cost(args: argparse.Namespace, fileset: dict, model_dir: Path, results: dict) -> None:
+    """Processor time with the weight variations and with all variations, relative to the nominal chain, same events."""
+    part = chain.subset(fileset, args.systematics_events, args.chunksize)
+    n = sum(c.n_events for c in part)
+    out = results.setdefault("systematics", {"events": n})
+    for kind in ("none", "weight", "all"):
+        proc = KnunuProcessor(chain.benchmark_config(args.events, systematics=kind), model_dir=model_dir)
+        chain.run_staged(proc, part[:1])  # warm-up
+        wall, cpu = repeated(lambda: chain.run_staged(proc, part), max(1, args.repeats // 2))
+        out[kind] = {"seconds": wall, "cpu_seconds": cpu, "variations": len(proc.cfg.systematics.object_variations)}
+    for kind in ("weight", "all"):
+        out[kind]["relative_to_nominal"] = out[kind]["seconds"] / out["none"]["seconds"]
+
+
 def _median_staged(proc: KnunuProcessor, chunk_list: list, repeats: int) -> tuple[dict, dict]:
     runs = [chain.run_staged(proc, chunk_list) for _ in range(repeats)]
     stages = {k: statistics.median(t[k] for _, t in runs) for k in runs[0][1]}
@@ -141,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
                           "directory": cfg.simulation.directory, "prepare_seconds": time.perf_counter() - start}  # fmt: skip
     proc = KnunuProcessor(cfg, model_dir=model_dir)
     throughput(args, fileset, proc, results)
+    if "systematics" in args.only:
+        guarded(results, "systematics", lambda: systematics_cost(args, fileset, model_dir, results))
     if "scaling" in args.only:
         small = max(1000, args.chunksize // 50)
         guarded(results, "scaling", lambda: scaling.run(args.events, workers, args.chunksize, tiny_chunksize=small))

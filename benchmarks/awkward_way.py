@@ -20,6 +20,7 @@ import numpy as np
 from kvv import eventshape as es
 from kvv import features
 from kvv.columns import BeamColumns, PhotonColumns, TrackColumns
+from kvv.config import Preselection
 from kvv.kinematics import M_KAON, M_PION
 
 THRUST_BLOCK = 4096  # events per block: bounds the (events, 2^(n-1), 3) temporaries of exact thrust
@@ -297,7 +298,13 @@ def jagged(tracks: TrackColumns, photons: PhotonColumns) -> tuple[ak.Array, ak.A
 
 
 def event_features(
-    tracks: TrackColumns, photons: PhotonColumns, beam: BeamColumns, *, min_pxd_hits: int = 1, kaon_id_cut: float | None = None
+    tracks: TrackColumns,
+    photons: PhotonColumns,
+    beam: BeamColumns,
+    *,
+    min_pxd_hits: int = 1,
+    kaon_id_cut: float | None = None,
+    preselection: Preselection | None = None,
 ) -> dict[str, np.ndarray]:
     """Drop-in for :func:`kvv.features.event_features`: every column, computed with awkward."""
     tracks, photons = jagged(tracks, photons)
@@ -308,10 +315,13 @@ def event_features(
     roe = cms[ak.local_index(cms.px) >= has_kaon.astype(np.int64)]
     kaon_p4 = np.where(has_kaon[:, None], four_momentum_sum(cms[:, :1]), 0.0)
     n_photons = _np(ak.num(photons.E, axis=1))
-    return {
+    columns = {
         **features._kinematics(kaon_p4, four_momentum_sum(roe), four_momentum_sum(lab), beam),
-        **_event_shape(cms, roe, np.ascontiguousarray(kaon_p4[:, 1:])),
         **_track_quantities(tracks, kaon),
         "roe_n_photons": n_photons.astype(np.float64),
         "n_photons": n_photons.astype(np.int64),
     }
+    features.add_event_shape(
+        columns, preselection, lambda m: _event_shape(cms[m], roe[m], np.ascontiguousarray(kaon_p4[m, 1:]))
+    )
+    return columns

@@ -49,20 +49,34 @@ FeatureFn = Callable[..., dict[str, np.ndarray]]
 # --------------------------------------------------------------------------- samples and models
 
 
-def benchmark_config(n_events: int, cache: Path = DEFAULT_CACHE) -> AnalysisConfig:
-    """The default analysis, samples scaled to ``n_events`` in all, small BDTs; written next to the samples."""
+OBJECT_VARIATION_KINDS = (
+    "tracking_efficiency", "photon_energy_scale", "photon_energy_resolution", "beam_background_photon_scale", "momentum_scale",
+)  # fmt: skip
+
+
+def benchmark_config(n_events: int, cache: Path = DEFAULT_CACHE, *, systematics: str = "none") -> AnalysisConfig:
+    """The default analysis, samples scaled to ``n_events`` in all, looser BDT cuts; written next to the samples.
+
+    ``systematics``: "none" (the nominal chain), "weight" (weight variations only) or
+    "all" (the default analysis's systematics section as it is).
+    """
     raw = yaml.safe_load((ANALYSIS_CONFIG_DIR / "ita2021.yaml").read_text())
     total = sum(s["events"] for s in raw["samples"])
     raw["name"] = f"bench_{n_events}"
     raw["simulation"]["directory"] = str(cache / raw["name"])
+    if systematics != "none":  # same samples and models, another config file
+        raw["name"] += f"_{systematics}_systematics"
     for sample in raw["samples"]:
         sample["events"] = max(200, math.ceil(sample["events"] * n_events / total))
-    # Nominal chain only: object systematics would re-run features and BDTs per shift
-    raw.pop("systematics", None)
-    # Small models (as in tests/conftest.py) with looser cuts so every region is filled
-    # at small sample sizes; scoring cost per tree is what the chain measures.
-    for stage in ("bdt1", "bdt2"):
-        raw["bdt"][stage].update(n_estimators=100, max_depth=4, learning_rate=0.3)
+    # The nominal chain unless asked: object systematics re-run features and BDTs per shift
+    if systematics == "none":
+        raw.pop("systematics", None)
+    elif systematics == "weight":
+        for kind in OBJECT_VARIATION_KINDS:
+            raw["systematics"].pop(kind, None)
+    elif systematics != "all":
+        raise ValueError(f"systematics must be 'none', 'weight' or 'all', got {systematics!r}")
+    # The analysis's own models, with looser cuts so that every region is filled at small sample sizes.
     # The BDTc is trained on continuum MC with out-of-fold BDT1 > its cut; small samples
     # leave none above 0.5, so it takes every event (it then also scores every preselected row).
     raw["bdt"]["continuum"].update(n_estimators=30, max_depth=3, bdt1_cut=0.0)

@@ -46,6 +46,9 @@ def goals(results: dict) -> list[dict]:
     for key, label, target in (("pandas", "(c)", 5.0), ("awkward", "(d)", 2.0)):
         same = results.get("throughput", {}).get(key, {})
         add(f"(b) / {label}, same events", same.get("speedup_of_chain"), target, unit="x")
+    syst = results.get("systematics", {})
+    if "all" in syst:
+        add("all variations / nominal processing time", syst["all"]["relative_to_nominal"], 3.0, higher=False, unit="x")
     for row in results.get("scaling", {}).get("workers", []):
         if row["workers"] == 2:
             add(f"parallel efficiency, 2 workers, {row['executor']}", row["efficiency"], 0.9)
@@ -134,6 +137,12 @@ def markdown(results: dict) -> str:
         lines += ["", "## Agreement of the outputs (cutflow counts exact; sum w, sum w² per bin to 1e-9 relative)", ""]
         lines += _table(["comparison", "events", "quantities checked", "identical", "first mismatch"],
                         [[k, v["events"], v["checked"], v["identical"], (v["mismatches"] or ["-"])[0]] for k, v in agreement.items()])  # fmt: skip
+    syst = results.get("systematics")
+    if syst and "all" in syst:
+        lines += ["", f"## Cost of the systematic variations (processor, {syst['events']} events, same models)", ""]
+        labels = {"none": "nominal only", "weight": "+ weight variations", "all": "+ object variations (all)"}
+        lines += _table(["templates filled", "object variations", "seconds", "relative to nominal"],
+                        [[labels[k], syst[k]["variations"], syst[k]["seconds"], syst[k].get("relative_to_nominal", 1.0)] for k in labels])  # fmt: skip
     scaling = results.get("scaling")
     if scaling:
         lines += ["", f"## Scaling ({scaling['events']} events, chunks of {scaling['chunksize']})", ""]

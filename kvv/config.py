@@ -165,6 +165,9 @@ class FitSettings(_Strict):
     poi_bounds: tuple[float, float] = (0.0, 500.0)
     background_normalisation_uncertainty: float = Field(default=0.5, ge=0)
     staterror_prune_threshold: float = Field(default=0.0, ge=0)
+    # A bin with signal but no background MC would claim zero background; it gets
+    # one event of the best-known background instead (see histograms.floor_empty_background).
+    floor_empty_background: bool = True
     injected_mu: float = 1.0
     pseudo_data: Literal["asimov", "toy"] = "asimov"
     seed: int = 1
@@ -172,6 +175,8 @@ class FitSettings(_Strict):
     continuum_templates: list[str] = Field(
         default_factory=lambda: ["uubar", "ddbar", "ssbar", "ccbar", "taupair"]
     )
+    limit_method: Literal["asymptotic", "toys"] = "asymptotic"  # toys: also CLs from pseudo-experiments
+    limit_toys: int = Field(default=500, ge=10)
     injection_values: list[float] = Field(default_factory=lambda: [0.0, 1.0, 5.0, 20.0])
     injection_toys: int = Field(default=50, ge=2)
     groups: dict[str, list[str]] = Field(default_factory=dict)  # grouped impacts: {group: [glob patterns]}

@@ -23,11 +23,15 @@ KSFW inputs, are the features ``e_t`` and ``m2_miss``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from kvv import eventshape as es
 from kvv import kinematics as kin
 from kvv.columns import BeamColumns, PhotonColumns, TrackColumns
+from kvv.config import Preselection
+from kvv.selection import preselection_steps
 
 FEATURE_DOCS: dict[str, str] = {
     # signal kaon
@@ -107,13 +111,16 @@ def event_features(
     *,
     min_pxd_hits: int = 1,
     kaon_id_cut: float | None = None,
+    preselection: Preselection | None = None,
 ) -> dict[str, np.ndarray]:
     """Compute every name of FEATURE_NAMES + COLUMN_NAMES for a batch of events.
 
     The kaon is chosen by :func:`kvv.kinematics.select_kaon` (``kaon_id_cut=None``:
     no PID requirement). Returns arrays of length n_events: float64, except
     ``has_kaon`` (bool) and ``kaon_index``, ``kaon_charge``, ``n_tracks``,
-    ``n_photons`` (int64).
+    ``n_photons`` (int64). With ``preselection``, the event-shape columns (most
+    of the cost) are computed only for the events that pass it and are NaN
+    for the others, which the preselection drops anyway.
     """
     cut = -np.inf if kaon_id_cut is None else float(kaon_id_cut)
     kaon = kin.select_kaon(
@@ -137,13 +144,35 @@ def event_features(
     roe_p4 = kin.four_momentum_sum(roe_starts, stops, e, px, py, pz)
     visible_lab = kin.four_momentum_sum(starts, stops, e_lab, px_lab, py_lab, pz_lab)
 
-    return {
+    columns = {
         **_kinematics(kaon_p4, roe_p4, visible_lab, beam),
-        **_event_shape(starts, roe_starts, stops, px, py, pz, np.ascontiguousarray(kaon_p4[:, 1:])),
         **_track_quantities(tracks, kaon),
         "roe_n_photons": np.diff(photons.offsets).astype(np.float64),
         "n_photons": np.diff(photons.offsets).astype(np.int64),
     }
+    add_event_shape(
+        columns,
+        preselection,
+        lambda m: _event_shape(starts[m], roe_starts[m], stops[m], px, py, pz, np.ascontiguousarray(kaon_p4[m, 1:])),
+    )
+    return columns
+
+
+def add_event_shape(
+    columns: dict[str, np.ndarray],
+    preselection: Preselection | None,
+    event_shape: Callable[[np.ndarray], dict[str, np.ndarray]],
+) -> None:
+    """Add the columns ``event_shape(mask)`` computes for the events in ``mask``; NaN elsewhere.
+
+    ``mask`` selects the events passing ``preselection`` (all if None), judged
+    on the cheap columns already in ``columns``.
+    """
+    n = len(columns["has_kaon"])
+    mask = np.ones(n, dtype=bool) if preselection is None else list(preselection_steps(columns, preselection).values())[-1]
+    for name, values in event_shape(mask).items():
+        columns[name] = np.full(n, np.nan)
+        columns[name][mask] = values
 
 
 def _kinematics(

@@ -162,6 +162,40 @@ def prune_empty_bins(
     return kept, kept_obs, pruned
 
 
+def floor_empty_background(
+    templates: dict[str, dict[str, dict]], signal: str, event_weight: Mapping[str, Mapping[str, float]]
+) -> dict[str, list[int]]:
+    """Give bins that expect signal but no background one MC event of background; in place.
+
+    Zero MC events of weight w only say that the background is below about w
+    (the mean of the flat-prior Poisson posterior of zero counts is one event):
+    claiming exactly zero would make any signal there infinitely significant.
+    The event goes to the background template with the smallest per-event
+    weight in ``event_weight[region]``, with a 100 % MC-statistical uncertainty and
+    no systematic variation. Returns the floored bins per region.
+    """
+    floored: dict[str, list[int]] = {}
+    for region, samples in templates.items():
+        weights = event_weight.get(region, {})
+        backgrounds = [name for name in samples if name != signal and name in weights]
+        if signal not in samples or not backgrounds:
+            continue
+        background = sum(np.asarray(samples[name]["yields"], dtype=float) for name in backgrounds)
+        empty = (background <= 0) & (np.asarray(samples[signal]["yields"], dtype=float) > 0)
+        if not empty.any():
+            continue
+        target = min(backgrounds, key=lambda name: weights[name])
+        w = float(weights[target])
+        t = samples[target]
+        t["yields"] = np.where(empty, w, np.asarray(t["yields"], dtype=float))
+        t["sumw2"] = np.where(empty, w * w, np.asarray(t["sumw2"], dtype=float))
+        for v in t.get("variations", {}).values():
+            for side in ("up", "down"):
+                v[side] = np.where(empty, w, np.asarray(v[side], dtype=float))
+        floored[region] = np.flatnonzero(empty).tolist()
+    return floored
+
+
 def _select_bins(template: dict, keep: np.ndarray) -> dict:
     return {
         "yields": np.asarray(template["yields"])[keep],

@@ -205,7 +205,27 @@ def inference_options(cfg: AnalysisConfig | None):
         seed=cfg.fit.seed,
         groups=fit_model_config(cfg).groups,
         sm_branching_fraction=cfg.fit.sm_branching_fraction,
+        sources={
+            **systematics.sources(cfg.systematics),
+            **{v.name: [v.name] for v in cfg.variations},
+            "background normalisations": ["norm_*"],
+            "MC statistics": ["staterror*"],
+        },
+        limit_method=cfg.fit.limit_method,
+        limit_toys=cfg.fit.limit_toys,
     )
+
+
+def template_event_weights(cfg: AnalysisConfig, summary: dict) -> dict[str, dict[str, float]]:
+    """Per region, the largest per-event weight of the MC samples that make up each template."""
+    out: dict[str, dict[str, float]] = {}
+    for region in cfg.regions:
+        weights = out.setdefault(region.name, {})
+        for s in cfg.samples:
+            w = summary["samples"].get(s.name, {}).get("weight")
+            if not s.is_data and s.resonance == region.resonance and w is not None:
+                weights[s.template] = max(weights.get(s.template, 0.0), float(w))
+    return out
 
 
 def stage_fit(cfg: AnalysisConfig | None, args: argparse.Namespace, out: Path) -> dict:
@@ -226,6 +246,11 @@ def stage_fit(cfg: AnalysisConfig | None, args: argparse.Namespace, out: Path) -
         log.warning("fit: region %s: %d bin(s) without any MC expectation left out: %s", region, len(bins), bins)
     if not templates:
         raise FitError(f"{out / 'histograms.pkl'}: no region has expected events; nothing to fit")
+    floored = {}
+    if cfg.fit.floor_empty_background:
+        floored = histograms.floor_empty_background(templates, cfg.fit.signal_template, template_event_weights(cfg, summary))
+    for region, bins in floored.items():
+        log.warning("fit: region %s: %d bin(s) with signal but no background MC get one background event: %s", region, len(bins), bins)
     spec = fit.build_workspace(
         templates,
         fit_model_config(cfg),
@@ -235,7 +260,7 @@ def stage_fit(cfg: AnalysisConfig | None, args: argparse.Namespace, out: Path) -
         seed=cfg.fit.seed,
     )
     report.write_json(spec, out / "workspace.json")
-    report.write_json({"pruned_bins": pruned}, out / "workspace_pruning.json")
+    report.write_json({"pruned_bins": pruned, "floored_bins": floored}, out / "workspace_pruning.json")
     return fit.run_inference(spec, out / "fit", options=inference_options(cfg))
 
 
@@ -244,6 +269,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s"
     )
+    # pyhf logs every modifier of every model it builds at INFO
+    logging.getLogger("pyhf").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     try:
         if args.workspace is not None:
             out = args.outputs / args.workspace.stem

@@ -339,6 +339,17 @@ def groups(cfg: SystematicsConfig) -> dict[str, list[str]]:
     }
 
 
+def sources(cfg: SystematicsConfig) -> dict[str, list[str]]:
+    """Nuisance names per source of uncertainty, one row of the systematics table each."""
+    return {
+        **{v.name: _pid_components(v) for v in cfg.kaon_pid},
+        **{v.name: [v.name] for v in cfg.branching_fraction},
+        **{v.name: _ff_components(v) for v in cfg.form_factor},
+        **{v.name: [v.name] for v in cfg.normalisation},
+        **{v.name: [v.name] for v in cfg.object_variations},
+    }
+
+
 # --------------------------------------------------------------------------- weight variations
 
 

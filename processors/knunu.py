@@ -102,6 +102,7 @@ class KnunuProcessor(processor.ProcessorABC):
             selection.beam_columns(events),
             min_pxd_hits=self.cfg.kaon.min_pxd_hits,
             kaon_id_cut=self.cfg.kaon.kaon_id_cut,
+            preselection=self.cfg.preselection,
         )
 
     def _shifted(self, shift: sy.ObjectShift, sample: Sample, events, tracks, photons, truth, event_number, weights):

@@ -124,6 +124,53 @@ def test_asimov_recovers_injected_mu(mu_inject):
     assert fit.bestfit[lh.poi_index] == pytest.approx(mu_inject, abs=1e-3)
 
 
+def test_empty_background_bins_get_one_event_of_the_best_known_background():
+    from kvv.histograms import floor_empty_background
+
+    templates = _templates()
+    for name in ("uubar", "charged"):
+        templates["on"][name]["yields"] = templates["on"][name]["yields"] * np.array([1.0, 0.0, 1.0])
+    templates["on"]["uubar"]["variations"]["tracking"]["up"][1] = 0.0
+    before = {n: {k: np.array(v) for k, v in t.items() if k != "variations"} for n, t in templates["on"].items()}
+    floored = floor_empty_background(templates, "signal", {"on": {"uubar": 7.0, "charged": 3.0}, "off": {"uubar": 2.0}})
+    assert floored == {"on": [1]}  # "off" has no signal; bins with background stay as they were
+    charged, uubar = templates["on"]["charged"], templates["on"]["uubar"]
+    assert charged["yields"].tolist() == [20.0, 3.0, 5.0] and charged["sumw2"].tolist() == [1.0, 9.0, 1e-4]
+    assert np.array_equal(uubar["yields"], before["uubar"]["yields"])
+    assert np.array_equal(templates["on"]["signal"]["yields"], before["signal"]["yields"])
+    # the floored bin keeps the Asimov significance finite; without nuisance parameters
+    # it is the closed-form sum over bins of 2 ((s + b) ln(1 + s/b) - s)
+    del uubar["variations"]
+    lh = Likelihood.from_workspace(build_workspace(templates, FitModelConfig(staterror=False, background_norm_uncertainty=0.0)))
+    s_on = templates["on"]["signal"]["yields"]
+    b_on = templates["on"]["uubar"]["yields"] + charged["yields"]
+    z_closed = np.sqrt(np.sum(2 * ((s_on + b_on) * np.log1p(s_on / b_on) - s_on)))
+    assert significance(lh)["Z_obs"] == pytest.approx(z_closed, rel=1e-3)
+
+
+def test_systematics_table_lists_every_source(tmp_path):
+    from kvv.fit import systematics_table
+
+    spec = build_workspace(_templates(), FitModelConfig(background_norm_uncertainty=0.2))
+    lh = Likelihood.from_workspace(spec)
+    fit = mle(lh, minos=False)
+    sources = {"tracking": ["tracking"], "uubar norm": ["norm_uubar"], "MC statistics": ["staterror*"], "unused": ["pid_*"]}
+    table = systematics_table(lh, fit, sources)
+    assert set(table["groups"]) == set(sources)
+    assert table["groups"]["unused"] == {"impact": 0.0, "n_parameters": 0}
+    impacts = [row["impact"] for row in table["groups"].values()]
+    assert impacts == sorted(impacts, reverse=True)
+    assert table["total"] ** 2 == pytest.approx(table["stat"] ** 2 + table["syst"] ** 2)
+    # a source's impact against a refit with its parameter fixed at the best fit
+    index = lh.names.index("tracking")
+    refit = mle(lh, minos=False, fixed={index: fit.bestfit[index]})
+    sigma_fixed = refit.uncertainty[lh.poi_index]
+    assert table["groups"]["tracking"]["impact"] == pytest.approx(np.sqrt(table["total"] ** 2 - sigma_fixed**2), rel=0.02)
+    markdown = run_inference(spec, tmp_path, options=InferenceOptions(steps=("mle",), sources=sources))["report"]
+    text = Path(markdown["systematics"]).read_text()
+    assert all(f"| {name} |" in text for name in sources) and "**total**" in text
+
+
 def test_toy_pseudo_data_is_reproducible():
     a = build_workspace(_templates(), pseudo_data="toy", seed=3, mu_inject=1.0)
     b = build_workspace(_templates(), pseudo_data="toy", seed=3, mu_inject=1.0)
@@ -206,6 +253,44 @@ def test_cls_limit_counting_model(n_obs):
     # expected median: closed form on Asimov (n = b)
     assert result["expected"][2] == pytest.approx(_closed_form_limit(b, s, b, 0.90), rel=2e-3)
     assert list(result["expected"]) == sorted(result["expected"])
+
+
+def test_toy_cls_counting_model_matches_poisson_sums():
+    """One bin, no nuisance parameters: q~_mu falls with n below mu s + b, so the toy CLs
+    is the classic ratio of Poisson sums P(n <= n_obs | mu s + b) / P(n <= n_obs | b)."""
+    from kvv.fit import toy_cls
+
+    n_obs, s, b, mu = 8.0, 5.0, 10.0, 1.4
+    lh = Likelihood.from_workspace(_counting(n_obs, s, b))
+    result = toy_cls(lh, mu, n_toys=400, seed=11)
+    exact = scipy.stats.poisson.cdf(n_obs, mu * s + b) / scipy.stats.poisson.cdf(n_obs, b)
+    assert result["failed_toys"] == 0
+    assert result["clsb"] == pytest.approx(scipy.stats.poisson.cdf(n_obs, mu * s + b), abs=4 * np.sqrt(0.25 / 400))
+    assert result["cls"] == pytest.approx(exact, abs=4 * result["cls_error"])
+
+
+def test_toy_limit_in_the_pipeline(tmp_path):
+    n_obs, s, b = 8.0, 5.0, 10.0
+    n_toys = 500
+    options = InferenceOptions(steps=("mle", "limit"), limit_method="toys", limit_toys=n_toys)
+    toys = run_inference(_counting(n_obs, s, b), tmp_path, options=options)["upper_limit_toys"]
+    for point in toys["points"]:
+        p_exact = scipy.stats.poisson.cdf(n_obs, point["mu"] * s + b)
+        assert point["clsb"] == pytest.approx(p_exact, abs=4 * np.sqrt(p_exact * (1 - p_exact) / n_toys) + 1 / n_toys)
+    exact = scipy.optimize.brentq(
+        lambda mu: scipy.stats.poisson.cdf(n_obs, mu * s + b) / scipy.stats.poisson.cdf(n_obs, b) - 0.10, 0.01, 10.0
+    )
+    # ~15 CLs+b toys per point near the limit: CLs to ~25 %, the limit to about half that
+    assert toys["observed"] == pytest.approx(exact, rel=0.2)
+    assert "CLs from toys" in (tmp_path / "fit_summary.md").read_text()
+
+
+def test_limit_bands_beyond_the_poi_range_are_infinite():
+    spec = _counting(10.0, 5.0, 10.0)
+    spec["measurements"][0]["config"]["parameters"][0]["bounds"] = [[0.0, 2.0]]
+    result = upper_limit(Likelihood.from_workspace(spec), cl=0.90)
+    assert result["observed"] == pytest.approx(_closed_form_limit(10.0, 5.0, 10.0, 0.90), rel=2e-3)
+    assert result["expected"][4] == np.inf and np.isfinite(result["expected"][0])
 
 
 def test_injection_pulls():

@@ -104,6 +104,7 @@ def test_fit_recovers_the_injected_signal_on_the_default_analysis(trained, refer
     assert results["upper_limit"]["observed"] > cfg.fit.injected_mu
     workspace = json.loads((outputs / cfg.name / "workspace.json").read_text())
     assert {c["name"] for c in workspace["channels"]} <= {r.name for r in cfg.regions}
+    assert (outputs / cfg.name / "fit" / "systematics_table.md").exists()
 
 
 # --- bad input ---------------------------------------------------------------------

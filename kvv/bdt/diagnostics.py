@@ -42,18 +42,22 @@ def weighted_auc(scores: np.ndarray, y: np.ndarray, w: np.ndarray | None = None)
     return float(np.trapezoid(tpr, fpr))
 
 
-def ks_overtraining(fit: FoldedFit, y: np.ndarray) -> dict[str, float]:
+def ks_overtraining(fit: FoldedFit, y: np.ndarray, common: np.ndarray | None = None) -> dict[str, float]:
     """KS p-value of train vs test (out-of-fold) scores, per class, pooled over folds.
 
     Unweighted on purpose: both samples come from the same events, so the
-    physics weights would only add variance to the comparison.
+    physics weights would only add variance to the comparison. ``common``
+    restricts both samples to the same rows: BDT2's training and test rows
+    were selected by different BDT1 fold models, whose tails differ, so
+    without it the test also compares two selections, not just two fits.
     """
     y = np.asarray(y, dtype=bool)
-    train_s = np.concatenate(fit.train_scores)
-    train_y = np.concatenate([y[rows] for rows in fit.train_rows])
+    keep = np.ones(len(y), dtype=bool) if common is None else np.asarray(common, dtype=bool)
+    train_s = np.concatenate([s[keep[rows]] for s, rows in zip(fit.train_scores, fit.train_rows)])
+    train_y = np.concatenate([y[rows & keep] for rows in fit.train_rows])
     out = {}
     for label, cls in (("signal", True), ("background", False)):
-        out[label] = float(stats.ks_2samp(train_s[train_y == cls], fit.oof[y == cls]).pvalue)
+        out[label] = float(stats.ks_2samp(train_s[train_y == cls], fit.oof[keep & (y == cls)]).pvalue)
     return out
 
 
@@ -75,8 +79,14 @@ def summary_numbers(
     sample: np.ndarray,
     bdt2_all: np.ndarray,
     cfg: BDTConfig,
+    bdt1_every_fold: np.ndarray,
 ) -> dict[str, Any]:
-    """AUCs, KS p-values and efficiencies at BDT1 > cut and in the SR, all out-of-fold."""
+    """AUCs, KS p-values, efficiencies and purities at BDT1 > cut and in the SR, all out-of-fold.
+
+    ``bdt1_every_fold`` (n_folds, n_rows) holds every BDT1 fold model's score of
+    every row; rows above the cut for all of them are BDT2's common KS sample.
+    Purities use the physics weights, i.e. the signal at its SM rate.
+    """
     y = np.asarray(y, dtype=bool)
     passed = fit1.oof > cfg.bdt1_cut
     in_sr = passed & (np.nan_to_num(bdt2_all, nan=-1.0) > cfg.sr_bdt2_cut)
@@ -85,7 +95,12 @@ def summary_numbers(
         total = w[mask].sum()
         return float(w[mask & sel].sum() / total) if total > 0 else float("nan")
 
-    ks1, ks2 = ks_overtraining(fit1, y), ks_overtraining(fit2, y[passed])
+    def purity(sel: np.ndarray) -> float:
+        total = w[sel].sum()
+        return float(w[sel & y].sum() / total) if total > 0 else float("nan")
+
+    every_fold = (np.asarray(bdt1_every_fold) > cfg.bdt1_cut).all(axis=0)
+    ks1, ks2 = ks_overtraining(fit1, y), ks_overtraining(fit2, y[passed], every_fold[passed])
     per_sample = {
         str(s): {"eff_bdt1": eff(sample == s, passed), "eff_sr": eff(sample == s, in_sr)}
         for s in np.unique(sample)
@@ -100,6 +115,8 @@ def summary_numbers(
         "signal_eff_sr": eff(y, in_sr),
         "background_rejection_bdt1": 1.0 - eff(~y, passed),
         "background_rejection_sr": 1.0 - eff(~y, in_sr),
+        "purity_bdt1": purity(passed),
+        "purity_sr": purity(in_sr),
         "per_sample": per_sample,
         "sr_cuts": {"bdt1": cfg.bdt1_cut, "bdt2": cfg.sr_bdt2_cut},
         "importance_bdt1": gain_importance(fit1),

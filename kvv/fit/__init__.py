@@ -22,13 +22,15 @@ from .infer import (
     scan,
     significance,
     to_branching_fraction,
+    toy_cls,
+    toy_upper_limit,
     upper_limit,
 )
 from .injection import injection_study
 from .likelihood import FitError, Likelihood, load_workspace
 from .optimize import DEFAULT_CHAIN, OptResult, minimize
 from .pipeline import ALL_STEPS, InferenceOptions, run_inference
-from .ranking import default_groups, grouped_impacts, impacts
+from .ranking import default_groups, grouped_impacts, impacts, systematics_table
 from .report import write_report
 from .workspace import FitModelConfig, asimov_observations, build_workspace, staterror_mask
 
@@ -48,6 +50,7 @@ __all__ = [
     "default_groups",
     "goodness_of_fit",
     "grouped_impacts",
+    "systematics_table",
     "impacts",
     "injection_study",
     "load_workspace",
@@ -60,6 +63,8 @@ __all__ = [
     "significance",
     "staterror_mask",
     "to_branching_fraction",
+    "toy_cls",
+    "toy_upper_limit",
     "upper_limit",
     "write_report",
 ]

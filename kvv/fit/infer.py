@@ -197,6 +197,79 @@ class _HypoTest:
         return _asymptotic_cls(self.sqrt_q(mu), sqrt_qa), np.asarray(expected)
 
 
+#: toys with q within this of q_obs count as ties (fit precision on -2 ln L)
+Q_TIE_TOLERANCE = 1e-4
+
+
+def toy_cls(lh: Likelihood, mu: float, data: np.ndarray | None = None, *, n_toys: int = 500, seed: int = 0) -> dict:
+    """CLs at POI = ``mu`` from pseudo-experiments instead of asymptotic formulae.
+
+    The q~_mu distributions under the signal-plus-background (POI = ``mu``) and
+    background-only (POI = 0) hypotheses come from ``n_toys`` toys each, thrown
+    around the conditional fits to ``data`` with fluctuated auxiliary data (the
+    frequentist recipe of the LHC Higgs combination). CLs+b = P(q >= q_obs | mu),
+    CLb = P(q >= q_obs | 0); the binomial errors are returned with them.
+    """
+    data = lh.data if data is None else np.asarray(data, float)
+    rng = np.random.default_rng(seed)
+
+    def q_mu(d: np.ndarray, init: np.ndarray) -> float:
+        free = minimize(lh, d, init=init)
+        if free.x[lh.poi_index] > mu:  # one-sided
+            return 0.0
+        fixed = minimize(lh, d, init=free.x, fixed={lh.poi_index: mu})
+        return max(fixed.fval - free.fval, 0.0)
+
+    fit = minimize(lh, data)
+    q_obs = q_mu(data, fit.x)
+    p_tail, p_err, failed = {}, {}, 0
+    for name, poi in (("splusb", mu), ("b", 0.0)):
+        centre = minimize(lh, data, init=fit.x, fixed={lh.poi_index: poi}).x
+        qs = []
+        for _ in range(n_toys):
+            q = q_mu(lh.toy(centre, rng), centre)
+            if np.isfinite(q):
+                qs.append(q)
+            else:
+                failed += 1
+        qs = np.asarray(qs)
+        # discrete data give exact ties with q_obs, which the fits reproduce only to their precision
+        p = float(np.mean(qs >= q_obs - Q_TIE_TOLERANCE))
+        p_tail[name], p_err[name] = p, float(np.sqrt(p * (1 - p) / len(qs)))
+    cls = p_tail["splusb"] / p_tail["b"] if p_tail["b"] > 0 else float("nan")
+    rel = np.hypot(p_err["splusb"] / max(p_tail["splusb"], 1e-300), p_err["b"] / max(p_tail["b"], 1e-300))
+    return {
+        "mu": mu,
+        "q_obs": q_obs,
+        "cls": cls,
+        "cls_error": float(cls * rel),
+        "clsb": p_tail["splusb"],
+        "clb": p_tail["b"],
+        "n_toys": n_toys,
+        "failed_toys": failed,
+    }
+
+
+def toy_upper_limit(
+    lh: Likelihood, cl: float = 0.90, data: np.ndarray | None = None, *, n_toys: int = 500, seed: int = 0, n_points: int = 6
+) -> dict:
+    """Toy-based CLs upper limit: toy CLs on a grid of POI values around the asymptotic limit,
+    interpolated linearly in log CLs to 1 - ``cl``."""
+    asymptotic = upper_limit(lh, cl, data)["observed"]
+    if not np.isfinite(asymptotic):
+        raise FitError(f"the asymptotic {cl:.0%} CL limit is above the POI range; no grid for toys")
+    values = np.linspace(0.5 * asymptotic, 1.75 * asymptotic, n_points)
+    points = [toy_cls(lh, float(mu), data, n_toys=n_toys, seed=seed + k) for k, mu in enumerate(values)]
+    log_cls = np.log(np.clip([p["cls"] for p in points], 1e-12, None))
+    alpha = np.log(1.0 - cl)
+    crossing = np.flatnonzero((log_cls[:-1] > alpha) & (log_cls[1:] <= alpha))
+    if crossing.size == 0:
+        raise FitError(f"toy CLs does not cross {1 - cl:.2f} between POI {values[0]:.3g} and {values[-1]:.3g}")
+    i = crossing[0]
+    observed = float(np.interp(alpha, [log_cls[i + 1], log_cls[i]], [values[i + 1], values[i]]))
+    return {"cl": cl, "observed": observed, "asymptotic_observed": asymptotic, "points": points, "method": "toys"}
+
+
 def upper_limit(
     lh: Likelihood,
     cl: float = 0.90,
@@ -229,11 +302,23 @@ def upper_limit(
         lo, hi = bracket(fn)
         return float(scipy.optimize.brentq(fn, lo, hi, rtol=rtol))
 
-    observed = solve(lambda mu: hypo.cls(mu)[0] - alpha)
-    expected = [solve(lambda mu, i=i: hypo.cls(mu)[1][i] - alpha) for i in range(len(EXPECTED_SIGMAS))]
+    def solve_or_inf(fn, what: str) -> float:
+        # a band beyond the POI range is reported as infinite instead of failing the whole limit
+        try:
+            return solve(fn)
+        except FitError as exc:
+            log.warning("%s limit: %s", what, exc)
+            return float("inf")
+
+    observed = solve_or_inf(lambda mu: hypo.cls(mu)[0] - alpha, "observed")
+    expected = [
+        solve_or_inf(lambda mu, i=i: hypo.cls(mu)[1][i] - alpha, f"expected {-n:+d} sigma")
+        for i, n in enumerate(EXPECTED_SIGMAS)
+    ]
     result = {"cl": cl, "observed": observed, "expected": expected, "expected_sigmas": list(EXPECTED_SIGMAS)}
     if scan_points:
-        values = np.linspace(low, min(1.5 * max(expected[-1], observed), high), scan_points)
+        finite = [v for v in (*expected, observed) if np.isfinite(v)]
+        values = np.linspace(low, min(1.5 * max(finite, default=high), high), scan_points)
         points = [hypo.cls(mu) for mu in values]
         result["scan"] = {
             "values": values,

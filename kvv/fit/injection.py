@@ -44,14 +44,20 @@ def injection_study(
 
     Toys are generated around ``pars`` (default: the model's initial values)
     with the POI replaced by the injected value; main and auxiliary data are
-    both fluctuated.  The POI range is widened to ``poi_bounds`` (default
+    both fluctuated.  The POI range is widened to ``poi_bounds`` (default: five
+    expected POI errors beyond the injected values, and at least
     ``(-10, 2 * max(mu_values) + 10)``) so that pulls are not truncated at 0
     or at the upper bound; the model's bounds are restored afterwards.
     """
     rng = np.random.default_rng(seed)
     base = (lh.init if pars is None else np.asarray(pars, float)).copy()
     saved = lh.bounds[lh.poi_index].copy()
-    lh.bounds[lh.poi_index] = poi_bounds or (-10.0, 2.0 * max(mu_values) + 10.0)
+    if poi_bounds is None:
+        truth = base.copy()
+        truth[lh.poi_index] = max(mu_values)
+        sigma = float(np.sqrt(max(covariance(lh, truth, lh.expected_data(truth))[lh.poi_index, lh.poi_index], 0.0)))
+        poi_bounds = (min(-10.0, min(mu_values) - 5 * sigma), max(2.0 * max(mu_values) + 10.0, max(mu_values) + 5 * sigma))
+    lh.bounds[lh.poi_index] = poi_bounds
     try:
         results = []
         for mu_inj in mu_values:

@@ -27,6 +27,11 @@ DEFAULT_CHAIN: tuple[str, ...] = ("tnc", "minuit0", "minuit1", "lbfgsb", "minuit
 #: largest projected |d(-2 ln L)/d theta| accepted as a minimum
 GRADIENT_TOLERANCE = 2e-2
 
+#: otherwise, largest estimated distance to the minimum, g^T H^-1 g / 2 in -2 ln L, accepted
+#: (scale-free, as MINUIT's EDM: parameters with widths far from 1 can keep |g| above
+#: GRADIENT_TOLERANCE at a point indistinguishable from the minimum)
+EDM_TOLERANCE = 1e-3
+
 
 @dataclass
 class OptResult:
@@ -73,6 +78,23 @@ def _projected_gradient(grad: np.ndarray, x: np.ndarray, bounds: np.ndarray) -> 
     at_high = (x >= bounds[:, 1] - 1e-8) & (g < 0)
     g[at_low | at_high] = 0.0
     return float(np.max(np.abs(g))) if g.size else 0.0
+
+
+def _edm(lh: Likelihood, obj: _Objective, x: np.ndarray, grad: np.ndarray, bounds: np.ndarray) -> float:
+    """Estimated distance to the minimum over the parameters not held at a bound."""
+    inside = (x > bounds[:, 0] + 1e-8) & (x < bounds[:, 1] - 1e-8)
+    if not inside.any():
+        return 0.0
+    free = obj.free.copy()
+    free[np.flatnonzero(obj.free)[~inside]] = False
+    hess = lh.hessian(obj.expand(x), obj.data, free)
+    g = grad[inside]
+    try:
+        step = np.linalg.solve(hess, g)
+    except np.linalg.LinAlgError:
+        return float("inf")
+    edm = 0.5 * float(g @ step)
+    return edm if edm >= 0 else float("inf")  # not a minimum: indefinite Hessian
 
 
 def _run_scipy(method: str, obj: _Objective, x0: np.ndarray, bounds: np.ndarray) -> np.ndarray:
@@ -127,6 +149,8 @@ def minimize(
     bounds = lh.bounds[free]
     start[free] = np.clip(start[free], bounds[:, 0], bounds[:, 1])
     obj = _Objective(lh, data, start, free)
+    if not free.any():  # nothing to fit: the value at the fixed point is the answer
+        return OptResult(start, float(lh.twice_nll(start, data)), True, "fixed", 1)
 
     best_x, best_f = start[free], obj(start[free])[0]
     attempts: list[str] = []
@@ -141,9 +165,14 @@ def minimize(
         pgrad = _projected_gradient(grad, x, bounds)
         if np.isfinite(value) and value <= best_f + 1e-6:
             best_x, best_f = x, value
-        if np.isfinite(value) and pgrad < GRADIENT_TOLERANCE and value <= best_f + 1e-6:
-            attempts.append(f"{name}: converged (-2lnL={value:.6f}, |grad|={pgrad:.1e})")
-            return OptResult(obj.expand(x), value, True, name, obj.nfev, attempts)
+        if np.isfinite(value) and value <= best_f + 1e-6:
+            if pgrad < GRADIENT_TOLERANCE:
+                attempts.append(f"{name}: converged (-2lnL={value:.6f}, |grad|={pgrad:.1e})")
+                return OptResult(obj.expand(x), value, True, name, obj.nfev, attempts)
+            edm = _edm(lh, obj, x, grad, bounds)
+            if edm < EDM_TOLERANCE:
+                attempts.append(f"{name}: converged (-2lnL={value:.6f}, |grad|={pgrad:.1e}, edm={edm:.1e})")
+                return OptResult(obj.expand(x), value, True, name, obj.nfev, attempts)
         attempts.append(f"{name}: rejected (-2lnL={value:.6f}, |grad|={pgrad:.1e})")
         log.debug("optimiser %s rejected: |grad|=%.2e", name, pgrad)
     log.warning("no optimiser converged; returning the best point found (%s)", "; ".join(attempts))

@@ -8,10 +8,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import plots
-from .infer import SM_BRANCHING_FRACTION, goodness_of_fit, mle, pulls, scan, significance, to_branching_fraction, upper_limit
+from .infer import (
+    SM_BRANCHING_FRACTION,
+    goodness_of_fit,
+    mle,
+    pulls,
+    scan,
+    significance,
+    to_branching_fraction,
+    toy_upper_limit,
+    upper_limit,
+)
 from .injection import DEFAULT_INJECTIONS, injection_study
 from .likelihood import FitError, Likelihood
-from .ranking import grouped_impacts, impacts
+from .ranking import grouped_impacts, impacts, systematics_table
 from .report import write_report
 
 log = logging.getLogger(__name__)
@@ -30,12 +40,15 @@ class InferenceOptions:
 
     steps: tuple[str, ...] = ("mle", "scan", "significance", "limit", "gof", "impacts", "plots")
     cl: float = 0.90
+    limit_method: str = "asymptotic"  # or "toys": toy CLs on top of the asymptotic limit
+    limit_toys: int = 500
     injection_values: tuple[float, ...] = DEFAULT_INJECTIONS
     n_toys: int = 100
     seed: int = 0
     backend: str = "jax"
     refit_top: int = 20
     groups: dict[str, list[str]] | None = None
+    sources: dict[str, list[str]] | None = None  # rows of the systematics table; default: one per modifier
     sm_branching_fraction: float = SM_BRANCHING_FRACTION
     measurement: str | None = None
 
@@ -50,6 +63,8 @@ def run_inference(workspace: dict | str | Path, outdir: Path, *, options: Infere
     unknown = set(options.steps) - set(ALL_STEPS)
     if unknown:
         raise FitError(f"unknown inference step(s) {sorted(unknown)}; choose from {list(ALL_STEPS)}")
+    if options.limit_method not in ("asymptotic", "toys"):
+        raise FitError(f"limit_method must be 'asymptotic' or 'toys', got '{options.limit_method}'")
     if options.backend != "jax":
         raise FitError(f"backend '{options.backend}' is not supported; use 'jax'")
     outdir = Path(outdir)
@@ -83,6 +98,7 @@ def run_inference(workspace: dict | str | Path, outdir: Path, *, options: Infere
     results["pulls"] = pulls(lh, fit)
     results["correlation"] = {"names": fit.names, "matrix": fit.correlation}
     results["grouped_impacts"] = timed("grouped_impacts", lambda: grouped_impacts(lh, fit, options.groups))
+    results["systematics_table"] = timed("systematics_table", lambda: systematics_table(lh, fit, options.sources))
     if "scan" in steps:
         results["scan"] = timed("scan", lambda: scan(lh, fit=fit))
     if "significance" in steps:
@@ -91,6 +107,10 @@ def run_inference(workspace: dict | str | Path, outdir: Path, *, options: Infere
         limit = timed("limit", lambda: upper_limit(lh, options.cl, scan_points=21 if "plots" in steps else 0))
         limit["branching_fraction"] = float(to_branching_fraction(limit["observed"], options.sm_branching_fraction))
         results["upper_limit"] = limit
+        if options.limit_method == "toys":
+            toys = timed("limit_toys", lambda: toy_upper_limit(lh, options.cl, n_toys=options.limit_toys, seed=options.seed))
+            toys["branching_fraction"] = float(to_branching_fraction(toys["observed"], options.sm_branching_fraction))
+            results["upper_limit_toys"] = toys
     if "gof" in steps:
         results["goodness_of_fit"] = timed("gof", lambda: goodness_of_fit(lh, fit))
     if "impacts" in steps:

@@ -98,6 +98,23 @@ def grouped_impacts(
     return out
 
 
+def default_sources(lh: Likelihood) -> dict[str, list[str]]:
+    """One source per constrained modifier name (a staterror covers all bins of its channel)."""
+    return {name: [name] for names in default_groups(lh).values() for name in names}
+
+
+def systematics_table(lh: Likelihood, fit: FitResult, sources: dict[str, list[str]] | None = None) -> dict:
+    """Impact of each source of uncertainty on the POI (grouped impacts, largest first) with the
+    statistical, systematic and total uncertainties, as in the tables of the papers."""
+    sources = default_sources(lh) if sources is None else sources
+    present = {name: patterns for name, patterns in sources.items() if _group_mask(lh, patterns).any()}
+    table = grouped_impacts(lh, fit, present)
+    # a source whose variations changed no template has no parameter: listed with zero impact
+    table["groups"].update({name: {"impact": 0.0, "n_parameters": 0} for name in sources if name not in present})
+    table["groups"] = dict(sorted(table["groups"].items(), key=lambda kv: -kv[1]["impact"]))
+    return table
+
+
 def impacts(lh: Likelihood, fit: FitResult, data: np.ndarray | None = None, *, refit_top: int | None = 20) -> list[dict]:
     """Pre- and post-fit +-1 sigma impacts of every constrained NP on the POI, largest first.
 

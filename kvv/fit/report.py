@@ -41,6 +41,9 @@ def _markdown(results: dict) -> str:
         lines += [f"- stat = {split['stat']:.3f}, syst = {split['syst']:.3f}, total = {split['total']:.3f}", ""]
         lines += ["| group | impact on POI |", "|---|---|"]
         lines += [f"| {g} | {v['impact']:.3f} |" for g, v in split["groups"].items()]
+    table = results.get("systematics_table")
+    if table:
+        lines += ["", "## Uncertainties by source", systematics_markdown(table, results.get("mle", {}).get("poi", "mu"))]
     sig = results.get("significance")
     if sig:
         lines += ["", "## Significance", f"- observed Z = {sig['Z_obs']:.2f} (p0 = {sig['p0_obs']:.2e}); expected Z = {sig['Z_exp']:.2f}"]
@@ -54,6 +57,14 @@ def _markdown(results: dict) -> str:
         ]
         if "branching_fraction" in lim:
             lines.append(f"- B < {lim['branching_fraction']:.3g} (observed)")
+    toys = results.get("upper_limit_toys")
+    if toys:
+        lines += ["", f"## {toys['cl']:.0%} CL upper limit (CLs from toys)", f"- observed {toys['observed']:.3f} (asymptotic {toys['asymptotic_observed']:.3f})"]
+        lines += ["", "| POI | CLs | CLs+b | CLb | toys |", "|---|---|---|---|---|"]
+        lines += [
+            f"| {p['mu']:.3g} | {p['cls']:.3f} ± {p['cls_error']:.3f} | {p['clsb']:.3f} | {p['clb']:.3f} | {p['n_toys']} |"
+            for p in toys["points"]
+        ]
     gof = results.get("goodness_of_fit")
     if gof:
         lines += ["", "## Goodness of fit (saturated model)", f"- t = {gof['t']:.2f}, ndof = {gof['ndof']}, p = {gof['p_value']:.3f}"]
@@ -72,11 +83,28 @@ def _markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def systematics_markdown(table: dict, poi: str = "mu") -> str:
+    """The systematics table: each source's impact on the POI, then the totals."""
+    lines = [f"| source | impact on {poi} | parameters |", "|---|---|---|"]
+    lines += [f"| {name} | {row['impact']:.3f} | {row['n_parameters']} |" for name, row in table["groups"].items()]
+    lines += [
+        f"| **total systematic** | **{table['syst']:.3f}** | |",
+        f"| **statistical** | **{table['stat']:.3f}** | |",
+        f"| **total** | **{table['total']:.3f}** | |",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def write_report(results: dict, outdir: Path) -> dict[str, Path]:
-    """Write ``fit_results.json`` and ``fit_summary.md`` into ``outdir``; returns their paths."""
+    """Write ``fit_results.json``, ``fit_summary.md`` (and ``systematics_table.md``) into ``outdir``."""
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     paths = {"json": outdir / "fit_results.json", "markdown": outdir / "fit_summary.md"}
     paths["json"].write_text(json.dumps(_plain(results), indent=2))
     paths["markdown"].write_text(_markdown(results))
+    if "systematics_table" in results:
+        paths["systematics"] = outdir / "systematics_table.md"
+        poi = results.get("mle", {}).get("poi", "mu")
+        header = f"# Uncertainties on {poi} by source\n\nGrouped impacts: sqrt(sigma_total^2 - sigma^2 with the source fixed).\n\n"
+        paths["systematics"].write_text(header + systematics_markdown(results["systematics_table"], poi))
     return paths
