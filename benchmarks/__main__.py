@@ -102,11 +102,10 @@ def throughput(args: argparse.Namespace, fileset: dict, proc: KnunuProcessor, re
         agreement[f"({'d' if key == 'awkward' else 'c'}) {key} vs (b)"] = {"events": n, **chain.compare(reference, other)}
 
 
-def systematics_cost(args: argparse.Namespace, fileset: dict, model_dir: Path, results: dict) -> None:
+def systematics_cost(args: argparse.Namespace, fileset: dict, model_dir: Path) -> dict:
     """Processor time with the weight variations and with all variations, relative to the nominal chain, same events."""
     part = chain.subset(fileset, args.systematics_events, args.chunksize)
-    n = sum(c.n_events for c in part)
-    out = results.setdefault("systematics", {"events": n})
+    out: dict = {"events": sum(c.n_events for c in part)}
     for kind in ("none", "weight", "all"):
         proc = KnunuProcessor(chain.benchmark_config(args.events, systematics=kind), model_dir=model_dir)
         chain.run_staged(proc, part[:1])  # warm-up
@@ -114,6 +113,7 @@ def systematics_cost(args: argparse.Namespace, fileset: dict, model_dir: Path, r
         out[kind] = {"seconds": wall, "cpu_seconds": cpu, "variations": len(proc.cfg.systematics.object_variations)}
     for kind in ("weight", "all"):
         out[kind]["relative_to_nominal"] = out[kind]["seconds"] / out["none"]["seconds"]
+    return out
 
 
 def _median_staged(proc: KnunuProcessor, chunk_list: list, repeats: int) -> tuple[dict, dict]:
@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     proc = KnunuProcessor(cfg, model_dir=model_dir)
     throughput(args, fileset, proc, results)
     if "systematics" in args.only:
-        guarded(results, "systematics", lambda: systematics_cost(args, fileset, model_dir, results))
+        guarded(results, "systematics", lambda: systematics_cost(args, fileset, model_dir))
     if "scaling" in args.only:
         small = max(1000, args.chunksize // 50)
         guarded(results, "scaling", lambda: scaling.run(args.events, workers, args.chunksize, tiny_chunksize=small))

@@ -39,7 +39,7 @@ def goals(results: dict) -> list[dict]:
 
     def add(name: str, value: float | None, target: float, higher: bool = True, unit: str = "") -> None:
         met = None if value is None else (value >= target if higher else value <= target)
-        out.append({"goal": name, "value": value, "target": target, "unit": unit, "met": met})
+        out.append({"goal": name, "value": value, "target": target, "unit": unit, "met": met, "higher_is_better": higher})
 
     io, b = rate("io"), rate("chain")
     add("(b) / (a) per core", b / io if io and b else None, 0.5)
@@ -161,7 +161,7 @@ def markdown(results: dict) -> str:
         if key in results:
             lines += ["", f"## {title}", "", "```", json.dumps(results[key], indent=1, default=str)[:3000], "```"]
     lines += ["", "## Goals", ""]
-    lines += _table(["goal", "measured", "target", "met"], [[g["goal"], g["value"], f"{'≥' if g['goal'].find('RSS') < 0 else '≤'} {g['target']} {g['unit']}", g["met"]] for g in results["goals"]])
+    lines += _table(["goal", "measured", "target", "met"], [[g["goal"], g["value"], f"{'≥' if g.get('higher_is_better', True) else '≤'} {g['target']} {g['unit']}", g["met"]] for g in results["goals"]])
     note = results.get("slurm_note")
     if note:
         lines += ["", "## 1 ab⁻¹ of MC on 1000 SLURM cores (extrapolated)", ""]
