@@ -25,6 +25,9 @@ log = logging.getLogger("kvv")
 
 STAGES = ("simulate", "train", "process", "fit")
 
+#: nuisance parameters the workspace builder adds on its own, as impact groups
+FIT_NUISANCES = {"MC statistics": ["staterror*"], "background normalisations": ["norm_*"]}
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -179,8 +182,7 @@ def fit_model_config(cfg: AnalysisConfig):
 
     groups = dict(cfg.fit.groups) or {
         **systematics.groups(cfg.systematics),
-        "MC statistics": ["staterror*"],
-        "background normalisations": ["norm_*"],
+        **FIT_NUISANCES,
         "continuum modelling": [v.name for v in cfg.variations if v.kind == "continuum_reweighting"],
     }
     return fit.FitModelConfig(
@@ -208,8 +210,7 @@ def inference_options(cfg: AnalysisConfig | None):
         sources={
             **systematics.sources(cfg.systematics),
             **{v.name: [v.name] for v in cfg.variations},
-            "background normalisations": ["norm_*"],
-            "MC statistics": ["staterror*"],
+            **FIT_NUISANCES,
         },
         limit_method=cfg.fit.limit_method,
         limit_toys=cfg.fit.limit_toys,

@@ -61,6 +61,15 @@ def ks_overtraining(fit: FoldedFit, y: np.ndarray, common: np.ndarray | None = N
     return out
 
 
+def passes_every_fold(fit: FoldedFit, cut: float) -> np.ndarray:
+    """Rows whose score is above ``cut`` for every fold model: each model scored its
+    own fold out of fold and the other rows in training, so nothing is re-predicted."""
+    passed = fit.oof > cut
+    for scores, rows in zip(fit.train_scores, fit.train_rows):
+        passed[rows] &= scores > cut
+    return passed
+
+
 def gain_importance(fit: FoldedFit) -> dict[str, float]:
     """Total gain per feature summed over folds, normalised to 1."""
     total = dict.fromkeys(fit.model.features, 0.0)
@@ -79,12 +88,9 @@ def summary_numbers(
     sample: np.ndarray,
     bdt2_all: np.ndarray,
     cfg: BDTConfig,
-    bdt1_every_fold: np.ndarray,
 ) -> dict[str, Any]:
     """AUCs, KS p-values, efficiencies and purities at BDT1 > cut and in the SR, all out-of-fold.
 
-    ``bdt1_every_fold`` (n_folds, n_rows) holds every BDT1 fold model's score of
-    every row; rows above the cut for all of them are BDT2's common KS sample.
     Purities use the physics weights, i.e. the signal at its SM rate.
     """
     y = np.asarray(y, dtype=bool)
@@ -99,8 +105,7 @@ def summary_numbers(
         total = w[sel].sum()
         return float(w[sel & y].sum() / total) if total > 0 else float("nan")
 
-    every_fold = (np.asarray(bdt1_every_fold) > cfg.bdt1_cut).all(axis=0)
-    ks1, ks2 = ks_overtraining(fit1, y), ks_overtraining(fit2, y[passed], every_fold[passed])
+    ks1, ks2 = ks_overtraining(fit1, y), ks_overtraining(fit2, y[passed], passes_every_fold(fit1, cfg.bdt1_cut)[passed])
     per_sample = {
         str(s): {"eff_bdt1": eff(sample == s, passed), "eff_sr": eff(sample == s, in_sr)}
         for s in np.unique(sample)

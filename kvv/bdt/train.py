@@ -127,9 +127,8 @@ def train_all(
     w_phys = table["weight"].to_numpy(np.float64)
     event = table["__event__"].to_numpy(np.int64)
 
-    x1 = table[cfg.bdt1.features].to_numpy(np.float32)
     fit1 = train_folded(
-        "bdt1", x1, y,
+        "bdt1", table[cfg.bdt1.features].to_numpy(np.float32), y,
         class_balanced_weights(y, w_phys), event, cfg.bdt1, cfg.bdt1.features, cfg.n_folds,
     )
     passed = fit1.oof > cfg.bdt1_cut
@@ -143,8 +142,7 @@ def train_all(
 
     bdt2_all = np.full(len(table), np.nan, dtype=np.float32)
     bdt2_all[passed] = fit2.oof
-    bdt1_every_fold = np.stack([b.inplace_predict(x1, validate_features=False) for b in fit1.model.boosters])
-    summary = diag.summary_numbers(fit1, fit2, y, w_phys, table["sample"].to_numpy(), bdt2_all, cfg, bdt1_every_fold)
+    summary = diag.summary_numbers(fit1, fit2, y, w_phys, table["sample"].to_numpy(), bdt2_all, cfg)
 
     models = BDTModels(fit1.model, fit2.model, cfg.bdt1_cut, eta, config_hash=config_hash)
     continuum_info = None

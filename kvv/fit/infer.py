@@ -213,21 +213,21 @@ def toy_cls(lh: Likelihood, mu: float, data: np.ndarray | None = None, *, n_toys
     data = lh.data if data is None else np.asarray(data, float)
     rng = np.random.default_rng(seed)
 
-    def q_mu(d: np.ndarray, init: np.ndarray) -> float:
-        free = minimize(lh, d, init=init)
+    def q_mu(d: np.ndarray, free: OptResult) -> float:
         if free.x[lh.poi_index] > mu:  # one-sided
             return 0.0
         fixed = minimize(lh, d, init=free.x, fixed={lh.poi_index: mu})
         return max(fixed.fval - free.fval, 0.0)
 
     fit = minimize(lh, data)
-    q_obs = q_mu(data, fit.x)
+    q_obs = q_mu(data, fit)
     p_tail, p_err, failed = {}, {}, 0
     for name, poi in (("splusb", mu), ("b", 0.0)):
         centre = minimize(lh, data, init=fit.x, fixed={lh.poi_index: poi}).x
         qs = []
         for _ in range(n_toys):
-            q = q_mu(lh.toy(centre, rng), centre)
+            toy = lh.toy(centre, rng)
+            q = q_mu(toy, minimize(lh, toy, init=centre))
             if np.isfinite(q):
                 qs.append(q)
             else:
@@ -251,11 +251,19 @@ def toy_cls(lh: Likelihood, mu: float, data: np.ndarray | None = None, *, n_toys
 
 
 def toy_upper_limit(
-    lh: Likelihood, cl: float = 0.90, data: np.ndarray | None = None, *, n_toys: int = 500, seed: int = 0, n_points: int = 6
+    lh: Likelihood,
+    cl: float = 0.90,
+    data: np.ndarray | None = None,
+    *,
+    n_toys: int = 500,
+    seed: int = 0,
+    n_points: int = 6,
+    asymptotic: float | None = None,
 ) -> dict:
-    """Toy-based CLs upper limit: toy CLs on a grid of POI values around the asymptotic limit,
-    interpolated linearly in log CLs to 1 - ``cl``."""
-    asymptotic = upper_limit(lh, cl, data)["observed"]
+    """Toy-based CLs upper limit: toy CLs on a grid of POI values around the asymptotic limit
+    (computed unless given), interpolated linearly in log CLs to 1 - ``cl``."""
+    if asymptotic is None:
+        asymptotic = upper_limit(lh, cl, data)["observed"]
     if not np.isfinite(asymptotic):
         raise FitError(f"the asymptotic {cl:.0%} CL limit is above the POI range; no grid for toys")
     values = np.linspace(0.5 * asymptotic, 1.75 * asymptotic, n_points)

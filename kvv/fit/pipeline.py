@@ -108,7 +108,9 @@ def run_inference(workspace: dict | str | Path, outdir: Path, *, options: Infere
         limit["branching_fraction"] = float(to_branching_fraction(limit["observed"], options.sm_branching_fraction))
         results["upper_limit"] = limit
         if options.limit_method == "toys":
-            toys = timed("limit_toys", lambda: toy_upper_limit(lh, options.cl, n_toys=options.limit_toys, seed=options.seed))
+            toys = timed("limit_toys", lambda: toy_upper_limit(
+                lh, options.cl, n_toys=options.limit_toys, seed=options.seed, asymptotic=limit["observed"]
+            ))
             toys["branching_fraction"] = float(to_branching_fraction(toys["observed"], options.sm_branching_fraction))
             results["upper_limit_toys"] = toys
     if "gof" in steps:
