@@ -134,6 +134,8 @@ def run_inference(workspace: dict | str | Path, outdir: Path, *, options: Infere
                 paths += plots.plot_scan(results["scan"], plotdir)
             if "upper_limit" in results and "scan" in results["upper_limit"]:
                 paths += plots.plot_cls(results["upper_limit"], plotdir)
+            if "injection" in results:
+                paths += plots.plot_injection(results["injection"], plotdir)
             return paths
 
         results["plots"] = [str(p) for p in timed("plots", make_plots)]

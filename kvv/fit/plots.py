@@ -129,3 +129,20 @@ def plot_cls(limit: dict, outdir: Path) -> list[Path]:
         ax.legend(fontsize=9)
         _belle2_label(ax)
         return _save(fig, outdir, "cls_scan")
+
+
+def plot_injection(injection: list[dict], outdir: Path) -> list[Path]:
+    """Pull distributions of the signal-injection study against the unit Gaussian, one panel per injected POI."""
+    with plt.style.context(STYLE):
+        fig, axes = plt.subplots(1, len(injection), figsize=(4 * len(injection), 4), sharey=True, squeeze=False)
+        edges = np.linspace(-4, 4, 17)
+        for ax, r in zip(axes[0], injection):
+            pulls = np.asarray(r["pulls"])
+            ax.hist(pulls, bins=edges, histtype="step", color="k", label=f"{len(pulls)} toys")
+            x = np.linspace(-4, 4, 200)
+            ax.plot(x, len(pulls) * (edges[1] - edges[0]) * np.exp(-0.5 * x**2) / np.sqrt(2 * np.pi), "r-", label="N(0, 1)")
+            ax.set_title(rf"$\mu_{{inj}}$ = {r['mu_injected']:g}: {r['pull_mean']:.2f} $\pm$ {r['pull_width']:.2f}", fontsize=11)
+            ax.set_xlabel(r"$(\hat\mu - \mu_{inj}) / \sigma_{\hat\mu}$")
+        axes[0][0].set_ylabel("toys")
+        axes[0][0].legend(fontsize=9)
+        return _save(fig, outdir, "injection_pulls")

@@ -70,10 +70,11 @@ def _markdown(results: dict) -> str:
         lines += ["", "## Goodness of fit (saturated model)", f"- t = {gof['t']:.2f}, ndof = {gof['ndof']}, p = {gof['p_value']:.3f}"]
     inj = results.get("injection")
     if inj:
-        lines += ["", "## Signal injection", "| μ_inj | toys | mean μ̂ | pull mean | pull width |", "|---|---|---|---|---|"]
+        lines += ["", "## Signal injection", "| μ_inj | toys (failed) | mean μ̂ | median μ̂ | pull mean | pull width | μ_inj in 68 % interval | Hesse pull mean / width |", "|---|---|---|---|---|---|---|---|"]
         lines += [
-            f"| {r['mu_injected']:g} | {r['n_toys']} | {r['mu_mean']:.3f} | {r['pull_mean']:.3f} ± {r['pull_mean_error']:.3f} "
-            f"| {r['pull_width']:.3f} ± {r['pull_width_error']:.3f} |"
+            f"| {r['mu_injected']:g} | {r['n_toys']} ({r['n_failed']}) | {r['mu_mean']:.3g} | {r['mu_median']:.3g} "
+            f"| {r['pull_mean']:.3f} ± {r['pull_mean_error']:.3f} | {r['pull_width']:.3f} ± {r['pull_width_error']:.3f} "
+            f"| {r['coverage_68']:.0%} ± {r['coverage_68_error']:.0%} | {r['hesse_pull_mean']:.2f} / {r['hesse_pull_width']:.2f} |"
             for r in inj
         ]
     ranking = results.get("impacts")
