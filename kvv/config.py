@@ -158,6 +158,24 @@ class WeightVariation(_Strict):
     samples: list[str] = Field(default_factory=list)
 
 
+class JpsiKValidation(_Strict):
+    """B+ -> J/psi(-> mu+ mu-) K+ control channel: its signal proxy's BDT selection
+    efficiency in data over MC (PRL 127, 181802: 1.06 +- 0.10 for BDT2 > 0.95)."""
+
+    mc: Sample
+    data: Sample
+    cuts: dict[str, tuple[float | None, float | None]] = Field(
+        default_factory=lambda: {"bdt1": (0.9, None), "bdt2": (0.95, None)}
+    )  # [lo, hi) on the proxy's scores, as region cuts
+    seed: int = 1  # signal-like kaon momenta of the proxy
+
+    @model_validator(mode="after")
+    def _roles(self) -> JpsiKValidation:
+        if self.mc.is_data or not self.data.is_data:
+            raise ValueError("validation.mc must be MC and validation.data must have is_data: true")
+        return self
+
+
 class FitSettings(_Strict):
     """How the templates become a HistFactory workspace."""
 
@@ -192,6 +210,8 @@ class AnalysisConfig(_Strict):
     description: str = ""
     tree: str = TREE_NAME
     luminosity: Luminosity
+    # the coffea processor of processors/ that fills this analysis's histograms
+    processor: Literal["knunu", "kstar"] = "knunu"
     simulation: SimulationSettings = SimulationSettings()
     samples: list[Sample] = Field(min_length=1)
     cleanup: Cleanup = Cleanup()
@@ -204,10 +224,11 @@ class AnalysisConfig(_Strict):
     variations: list[WeightVariation] = Field(default_factory=list)
     systematics: SystematicsConfig = SystematicsConfig()
     fit: FitSettings = FitSettings()
+    validation: JpsiKValidation | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> AnalysisConfig:
-        names = [s.name for s in self.samples]
+        names = [s.name for s in self.all_samples]
         duplicates = {n for n in names if names.count(n) > 1}
         if duplicates:
             raise ValueError(f"duplicate sample names {sorted(duplicates)}")
@@ -236,8 +257,14 @@ class AnalysisConfig(_Strict):
                 seen.append(s.template)
         return seen
 
+    @property
+    def all_samples(self) -> list[Sample]:
+        """The fit samples and, after them, the validation channel's (not part of any template)."""
+        extra = [self.validation.mc, self.validation.data] if self.validation is not None else []
+        return [*self.samples, *extra]
+
     def sample(self, name: str) -> Sample:
-        for s in self.samples:
+        for s in self.all_samples:
             if s.name == name:
                 return s
         raise ConfigError(f"no sample named {name!r} in analysis {self.name!r}")

@@ -189,11 +189,12 @@ def signal_like_kaon(b_lab: np.ndarray, q2: np.ndarray, rng: np.random.Generator
 
 def signal_proxy(
     tracks: TrackColumns, candidates: Mapping[str, np.ndarray], rng: np.random.Generator
-) -> tuple[TrackColumns, np.ndarray]:
+) -> tuple[TrackColumns, np.ndarray, np.ndarray]:
     """Tracks of the signal proxy: dimuon removed, kaon momentum signal-like.
 
-    Events without a B candidate are returned unchanged. Returns the new columns
-    and the per-event generated q^2 (-1 without candidate), for checks.
+    Events without a B candidate are returned unchanged. Returns the new columns,
+    the per-event generated q^2 (-1 without candidate), for checks, and the mask
+    of the input tracks that were kept (to align per-track truth with the proxy).
     """
     daughters = candidates["daughters"]
     has = candidates["has_b"]
@@ -207,7 +208,7 @@ def signal_proxy(
     px, py, pz = tracks.px.copy(), tracks.py.copy(), tracks.pz.copy()
     k_flat = first[has] + daughters[has, 2]
     px[k_flat], py[k_flat], pz[k_flat] = kaon[:, 1], kaon[:, 2], kaon[:, 3]
-    return subset(dataclasses.replace(tracks, px=px, py=py, pz=pz), keep), q2
+    return subset(dataclasses.replace(tracks, px=px, py=py, pz=pz), keep), q2, keep
 
 
 Intervals = Mapping[str, tuple[float | None, float | None]]

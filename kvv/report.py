@@ -46,6 +46,44 @@ def cutflow_json(cutflow: Mapping[str, Mapping[str, np.ndarray]]) -> dict:
     }
 
 
+def region_yields(templates: Mapping, cfg: AnalysisConfig, produced: Mapping[str, float]) -> dict:
+    """Per fit region: nominal signal and background yields, purity S / (S + B), and the
+    efficiency of each signal sample, its yield over ``produced[sample]`` (its weighted
+    events before any selection)."""
+    from kvv.histograms import NOMINAL
+
+    out = {}
+    for region in cfg.regions:
+        h = templates[region.name]
+        row = {"signal": 0.0, "background": 0.0, "efficiency": {}}
+        for s in cfg.samples:
+            if s.is_data or s.resonance != region.resonance:
+                continue
+            yield_ = float(np.sum(h[{"dataset": s.name, "variation": NOMINAL}].values()))
+            if s.template == cfg.fit.signal_template:
+                row["signal"] += yield_
+                row["efficiency"][s.name] = yield_ / produced[s.name] if produced.get(s.name) else float("nan")
+            else:
+                row["background"] += yield_
+        total = row["signal"] + row["background"]
+        row["purity"] = row["signal"] / total if total > 0 else float("nan")
+        out[region.name] = row
+    return out
+
+
+def region_yields_markdown(yields: Mapping[str, Mapping]) -> str:
+    """The region table of :func:`region_yields`: yields, purity and signal efficiencies."""
+    signals = sorted({name for row in yields.values() for name in row["efficiency"]})
+    lines = [
+        "| region | signal | background | purity | " + " | ".join(f"ε({name})" for name in signals) + " |",
+        "|---|---:|---:|---:|" + "---:|" * len(signals),
+    ]
+    for region, row in yields.items():
+        effs = " | ".join(f"{row['efficiency'][n]:.2e}" if n in row["efficiency"] else "–" for n in signals)
+        lines.append(f"| {region} | {row['signal']:.4g} | {row['background']:.4g} | {row['purity']:.2%} | {effs} |")
+    return "\n".join(lines) + "\n"
+
+
 def write_json(obj: Mapping, path: Path) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_jsonable))
@@ -103,4 +141,31 @@ def control_plots(controls: Mapping, cfg: AnalysisConfig, outdir: Path) -> list[
             fig.savefig(path, dpi=90, bbox_inches="tight")
             plt.close(fig)
             written.append(path)
+    return written
+
+
+def validation_plots(controls: Mapping, mc: str, data: str, outdir: Path) -> list[Path]:
+    """Data against area-normalised MC for each validation-channel histogram (J/psi K+ Mbc, Delta E, proxy BDT2)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import mplhep
+
+    outdir.mkdir(parents=True, exist_ok=True)
+    mplhep.style.use("LHCb2")
+    written = []
+    for variable, h in controls.items():
+        h_data, h_mc = h[{"dataset": data}], h[{"dataset": mc}]
+        scale = h_data.values().sum() / h_mc.values().sum() if h_mc.values().sum() > 0 else 1.0
+        fig, ax = plt.subplots(figsize=(8, 6))
+        mplhep.histplot(h_mc * scale, histtype="fill", alpha=0.5, label=f"{mc} (scaled to data)", ax=ax)
+        mplhep.histplot(h_data, histtype="errorbar", color="black", label=data, ax=ax)
+        ax.set_xlabel(h.axes[variable].label)
+        ax.set_ylabel("events")
+        ax.legend(fontsize=11)
+        path = outdir / f"jpsik_{variable}.png"
+        fig.savefig(path, dpi=90, bbox_inches="tight")
+        plt.close(fig)
+        written.append(path)
     return written

@@ -74,7 +74,7 @@ def run_processor(
 
 
 def stage_simulate(cfg: AnalysisConfig, execution: cluster.Execution) -> list:
-    return inputs.generate_missing(cfg, cfg.samples, lambda tasks: execution.map(_generate, tasks))
+    return inputs.generate_missing(cfg, cfg.all_samples, lambda tasks: execution.map(_generate, tasks))
 
 
 def _generate(task: dict) -> dict:
@@ -91,19 +91,29 @@ def training_config_hash(cfg: AnalysisConfig) -> str:
     return config_hash(cfg.model_dump(mode="json", include=set(keys)))
 
 
+def processor_class(cfg: AnalysisConfig) -> type:
+    """The coffea processor named by the analysis (``processor:`` in the YAML)."""
+    if cfg.processor == "kstar":
+        from processors.kstar import KstarProcessor
+
+        return KstarProcessor
+    from processors.knunu import KnunuProcessor
+
+    return KnunuProcessor
+
+
 def stage_train(cfg: AnalysisConfig, execution: cluster.Execution, args: argparse.Namespace, out: Path) -> dict:
-    """Write feature tables of all on-resonance MC and off-resonance data, then train."""
+    """Write feature tables of all on-resonance MC and off-resonance data, then train (per BDT category)."""
     import pandas as pd
 
     from kvv import bdt
-    from processors.knunu import KnunuProcessor
 
     if cfg.bdt is None:
         log.info("no BDT configured; nothing to train")
         return {}
     model_dir = out / "models"
     chash = training_config_hash(cfg)
-    if bdt.models_up_to_date(model_dir, chash):
+    if bdt.all_up_to_date(cfg.bdt, model_dir, chash):
         log.info("BDT models are up to date (config hash %s)", chash[:12])
         return {"skipped": True, "config_hash": chash}
     # All MC and the off-resonance data: BDT1/BDT2 learn from the MC, the BDTc
@@ -114,7 +124,7 @@ def stage_train(cfg: AnalysisConfig, execution: cluster.Execution, args: argpars
     table_dir.mkdir(parents=True, exist_ok=True)
     for old in table_dir.glob("*.parquet"):
         old.unlink()
-    result = run_processor(execution, inputs.fileset(found, cfg), KnunuProcessor(cfg, table_dir=table_dir), args, cfg)
+    result = run_processor(execution, inputs.fileset(found, cfg), processor_class(cfg)(cfg, table_dir=table_dir), args, cfg)
     tables = result["output"].get("tables", {})
     mc_names = [s.name for s in samples if not s.is_data]
     mc = pd.concat([pd.read_parquet(p) for name in mc_names for p in sorted(tables.get(name, []))], ignore_index=True)
@@ -123,23 +133,32 @@ def stage_train(cfg: AnalysisConfig, execution: cluster.Execution, args: argpars
     data_paths = [p for s in samples if s.is_data for p in sorted(tables.get(s.name, []))]
     offres = pd.concat([pd.read_parquet(p) for p in data_paths], ignore_index=True) if data_paths else None
     log.info("training BDTs on %d MC events (%d signal)", len(mc), int(mc["is_signal"].sum()))
-    summary = bdt.train_all(mc, cfg.bdt, model_dir, config_hash=chash, offres_table=offres)
+    mc_categories = bdt.category_masks(cfg.bdt, mc)
+    off_categories = bdt.category_masks(cfg.bdt, offres) if offres is not None else {}
+    summary = {}
+    for name, directory in bdt.model_dirs(cfg.bdt, model_dir).items():
+        rows = mc[mc_categories[name]]
+        off = offres[off_categories[name]] if offres is not None else None
+        if name is not None:
+            log.info("BDT category %s: %d MC events (%d signal)", name, len(rows), int(rows["is_signal"].sum()))
+        summary[name] = bdt.train_all(rows, cfg.bdt, directory, config_hash=chash, offres_table=off)
+    summary = summary.pop(None) if None in summary else summary
     report.write_json(summary, out / "bdt_summary.json")
     return summary
 
 
 def stage_process(cfg: AnalysisConfig, execution: cluster.Execution, args: argparse.Namespace, out: Path) -> dict:
     """Fill histograms and cutflows of every sample and write them with plots and a summary."""
-    from processors.knunu import KnunuProcessor
+    from kvv import bdt
 
     model_dir = out / "models"
-    use_models = cfg.bdt is not None and (model_dir / "model.json").exists()
+    use_models = cfg.bdt is not None and bdt.all_trained(cfg.bdt, model_dir)
     if cfg.bdt is not None and not use_models:
         log.warning("no trained BDT models in %s: templates with BDT axes stay empty", model_dir)
     found = inputs.collect_inputs(cfg, cfg.samples, skip_bad_files=args.skip_bad_files, max_files=args.max_files)
     files = inputs.fileset(found, cfg)
     start = time.perf_counter()
-    result = run_processor(execution, files, KnunuProcessor(cfg, model_dir=model_dir if use_models else None), args, cfg)
+    result = run_processor(execution, files, processor_class(cfg)(cfg, model_dir=model_dir if use_models else None), args, cfg)
     elapsed = time.perf_counter() - start
     output = result["output"]
     histograms.complete_mirrored(output["templates"], cfg)
@@ -173,7 +192,57 @@ def stage_process(cfg: AnalysisConfig, execution: cluster.Execution, args: argpa
         "environment": report.environment(),
     }
     report.write_json(summary, out / "summary.json")
+    produced = {name: info["entries_processed"] * (info["weight"] or 0.0) for name, info in summary["samples"].items()}
+    yields = report.region_yields(output["templates"], cfg, produced)
+    report.write_json(yields, out / "regions.json")
+    if cfg.validation is not None and use_models:
+        stage_validation(cfg, execution, args, out, model_dir)
+    (out / "regions.md").write_text(
+        f"# Signal and background per fit region: {cfg.name}\n\nNominal MC yields at the analysis luminosity; "
+        "ε = a signal sample's yield in the region over its produced events.\n\n" + report.region_yields_markdown(yields)
+    )
     return summary
+
+
+def stage_validation(cfg: AnalysisConfig, execution: cluster.Execution, args: argparse.Namespace, out: Path, model_dir: Path) -> dict:
+    """B+ -> J/psi K+: candidates and the signal proxy's BDT efficiency ratio, data over MC."""
+    from kvv import jpsik
+    from processors.jpsik import JpsiKProcessor
+
+    val = cfg.validation
+    found = inputs.collect_inputs(cfg, [val.mc, val.data], skip_bad_files=args.skip_bad_files, max_files=args.max_files)
+    output = run_processor(execution, inputs.fileset(found, cfg), JpsiKProcessor(cfg, model_dir=model_dir), args, cfg)["output"]
+    scores = {name: {k: np.concatenate(v) for k, v in output["proxy_scores"][name].items()} for name in (val.mc.name, val.data.name)}
+    try:
+        ratio, error = jpsik.efficiency_ratio(scores[val.data.name], scores[val.mc.name], val.cuts)
+    except ValueError as exc:  # no MC proxy passes: say so, the rest of the run stands
+        log.warning("J/psi K+ validation: %s", exc)
+        ratio, error = float("nan"), float("nan")
+    efficiency = {name: jpsik.selection_efficiency(s, val.cuts) for name, s in scores.items()}
+    mbc = output["controls"]["mbc"][{"dataset": val.mc.name}]
+    centres, counts = mbc.axes[0].centers, mbc.values()
+    result = {
+        "cuts": {k: list(v) for k, v in val.cuts.items()},
+        "efficiency": {name: {"value": e, "error": err} for name, (e, err) in efficiency.items()},
+        "ratio": ratio,
+        "ratio_error": error,
+        "candidates": {name: int(len(s["bdt2"])) for name, s in scores.items()},
+        "mbc_peak_mc": float(centres[np.argmax(counts)]),
+        "cutflow": report.cutflow_json(output["cutflow"]),
+        "entries": {name: int(v[0]) for name, v in output["entries"].items()},
+    }
+    report.write_json(result, out / "jpsik_validation.json")
+    cut_text = ", ".join(f"{k} in [{lo}, {hi})" for k, (lo, hi) in val.cuts.items())
+    (out / "jpsik_validation.md").write_text(
+        f"# B+ -> J/psi K+ signal-proxy validation: {cfg.name}\n\n"
+        f"Selection ({cut_text}) efficiency of the signal proxy:\n\n"
+        + "\n".join(f"- {name}: {e:.4f} ± {err:.4f} ({result['candidates'][name]} candidates)" for name, (e, err) in efficiency.items())
+        + f"\n- ratio data / MC: **{ratio:.3f} ± {error:.3f}** (PRL 127, 181802: 1.06 ± 0.10)\n\n"
+        + report.cutflow_markdown(output["cutflow"])
+    )
+    report.validation_plots(output["controls"], val.mc.name, val.data.name, out / "plots")
+    log.info("J/psi K+ proxy efficiency ratio data/MC = %.3f +- %.3f", ratio, error)
+    return result
 
 
 def fit_model_config(cfg: AnalysisConfig):

@@ -110,12 +110,12 @@ def preselection_steps(columns: Mapping[str, np.ndarray], cuts: Preselection) ->
 
 def interval_mask(columns: Mapping[str, np.ndarray], cuts: Mapping[str, tuple[float | None, float | None]]) -> np.ndarray:
     """Events with lo <= column < hi for every (column, [lo, hi)) in ``cuts``."""
-    n = len(next(iter(columns.values())))
+    n = len(columns[next(iter(columns))])  # a Mapping or a DataFrame
     mask = np.ones(n, dtype=bool)
     for name, (lo, hi) in cuts.items():
         if name not in columns:
             raise KeyError(f"cut on unknown column {name!r}")
-        values = columns[name]
+        values = np.asarray(columns[name])
         if lo is not None:
             mask &= values >= lo
         if hi is not None:

@@ -43,11 +43,7 @@ class KnunuProcessor(processor.ProcessorABC):
         n_events = len(events)
         weights = np.full(n_events, float(events.metadata["weight"]))
         event_number = np.asarray(ak.to_numpy(events["__event__"]), dtype=np.int64)
-        track_mask = selection.track_mask(events.Tracks, cfg.cleanup.tracks)
-        photon_mask = selection.photon_mask(events.Photons, cfg.cleanup.photons)
-        tracks = selection.track_columns(events.Tracks[track_mask])
-        photons = selection.photon_columns(events.Photons[photon_mask])
-        truth = _truth(events, track_mask, photon_mask, n_events)
+        tracks, photons, truth = self.clean_objects(events)
 
         columns, passed, cutflow = self._select(events, tracks, photons, truth, event_number, weights)
         selected_weights = weights[passed] * sy.nominal_weights(cfg.systematics, columns, sample)
@@ -73,6 +69,14 @@ class KnunuProcessor(processor.ProcessorABC):
         out.update(booked)
         return out
 
+    def clean_objects(self, events: ak.Array) -> tuple[TrackColumns, PhotonColumns, dict[str, np.ndarray]]:
+        """Tracks and photons after the cleanup, with the MC truth aligned to them."""
+        track_mask = selection.track_mask(events.Tracks, self.cfg.cleanup.tracks)
+        photon_mask = selection.photon_mask(events.Photons, self.cfg.cleanup.photons)
+        tracks = selection.track_columns(events.Tracks[track_mask])
+        photons = selection.photon_columns(events.Photons[photon_mask])
+        return tracks, photons, _truth(events, track_mask, photon_mask, len(events))
+
     def _select(self, events, tracks: TrackColumns, photons: PhotonColumns, truth: dict, event_number, weights):
         """Features of the events passing the preselection, with BDT scores; and the cutflow."""
         cfg = self.cfg
@@ -90,8 +94,7 @@ class KnunuProcessor(processor.ProcessorABC):
             passed = mask
         selected = {name: values[passed] for name, values in columns.items()}
         if self.model_dir is not None:
-            models = bdt.load_models_cached(self.model_dir, bdt.stage_features(cfg.bdt))
-            selected.update(bdt.score_chunk(models, selected, selected["__event__"]))
+            selected.update(bdt.score(cfg.bdt, self.model_dir, selected, selected["__event__"]))
         return selected, passed, cutflow
 
     def event_columns(self, events: ak.Array, tracks: TrackColumns, photons: PhotonColumns) -> dict[str, np.ndarray]:

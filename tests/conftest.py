@@ -10,8 +10,22 @@ import yaml
 from kvv.config import ANALYSIS_CONFIG_DIR, load_config
 from slurm_setup import slurm  # noqa: F401  (session fixture shared by the SLURM tests)
 
-SMALL_EVENTS = {"signal": 6000, "charged": 6000, "mixed": 6000}
+SMALL_EVENTS = {"signal": 6000, "charged": 6000, "mixed": 6000, "kstar0nunu": 6000, "kstarpnunu": 6000, "jpsik": 2000, "data_jpsik": 2000}
 SMALL_DEFAULT = 3000
+
+
+def _small_samples(raw: dict, events_scale: float) -> None:
+    samples = raw["samples"] + ([raw["validation"]["mc"], raw["validation"]["data"]] if "validation" in raw else [])
+    for sample in samples:
+        sample["events"] = int(SMALL_EVENTS.get(sample["name"], SMALL_DEFAULT) * events_scale)
+
+
+def _small_bdts(raw: dict) -> None:
+    # Small trainings: few shallow trees with a large step, so scores still reach the
+    # signal region and the chain is exercised in every region; the default analysis's
+    # regularisation is sized for its ~100x larger samples.
+    for stage in ("bdt1", "bdt2"):
+        raw["bdt"][stage].update(n_estimators=40, max_depth=3, learning_rate=0.3, min_child_weight=1.0, subsample=0.8)
 
 
 def small_config_dict(sample_dir: Path, *, events_scale: float = 1.0) -> dict:
@@ -20,14 +34,10 @@ def small_config_dict(sample_dir: Path, *, events_scale: float = 1.0) -> dict:
     raw["name"] = "ita2021_small"
     raw["simulation"]["directory"] = str(sample_dir)
     raw["simulation"]["chunk_size"] = 2000
-    for sample in raw["samples"]:
-        sample["events"] = int(SMALL_EVENTS.get(sample["name"], SMALL_DEFAULT) * events_scale)
-    # Small trainings: few shallow trees with a large step, so scores still reach the
-    # signal region (BDT2 > 0.95) and the chain is exercised in every region; the
-    # default analysis's regularisation is sized for its ~100x larger samples.
-    for stage in ("bdt1", "bdt2"):
-        raw["bdt"][stage].update(n_estimators=40, max_depth=3, learning_rate=0.3, min_child_weight=1.0, subsample=0.8)
+    _small_samples(raw, events_scale)
+    _small_bdts(raw)
     raw["bdt"]["continuum"].update(n_estimators=10, max_depth=2, bdt1_cut=0.5)
+    raw["validation"]["cuts"] = {"bdt1": [0.5, None], "bdt2": [0.5, None]}
     # With a few thousand events no background survives BDT1 > 0.9: cut looser.
     raw["bdt"]["bdt1_cut"] = 0.5
     # A few thousand MC events weigh ~1e4 each: mu is known to several hundred, so the
@@ -36,15 +46,45 @@ def small_config_dict(sample_dir: Path, *, events_scale: float = 1.0) -> dict:
     return raw
 
 
-@pytest.fixture(scope="session")
-def small_analysis(tmp_path_factory) -> Path:
-    """Path of a small analysis YAML whose samples exist on disk."""
+def small_kstar_config_dict(sample_dir: Path) -> dict:
+    """The K* analysis with few events per sample, looser BDT cuts and a toy with a large injected signal."""
+    raw = yaml.safe_load((ANALYSIS_CONFIG_DIR / "kstar2024.yaml").read_text())
+    raw["name"] = "kstar2024_small"
+    raw["simulation"]["directory"] = str(sample_dir)
+    raw["simulation"]["chunk_size"] = 2000
+    _small_samples(raw, 1.0)
+    _small_bdts(raw)
+    raw["bdt"]["bdt1_cut"] = 0.5
+    for region in raw["regions"]:
+        region["cuts"].update(bdt1=[0.5, None], bdt2=[0.5, None])
+    # A background MC event weighs ~1e5 at 362 fb^-1: only a signal far above the SM stands
+    # out of the MC statistics, so the toy carries mu = 2e4. The luminosity is cut 1000-fold
+    # (relative MC-statistics errors stay as they are) so that bins hold thousands of events,
+    # not millions, where -2 ln L loses the digits its gradient needs.
+    raw["luminosity"] = {"on_resonance": 0.362, "off_resonance": 0.042}
+    raw["fit"].update(steps=["mle"], pseudo_data="toy", injected_mu=2.0e4, poi_bounds=[-1.0e5, 2.0e5])
+    return raw
+
+
+def _write_and_generate(root: Path, make_config) -> Path:
+    """Write ``make_config(root / "samples")`` as ``root/analysis.yaml`` and generate its samples."""
     from kvv import inputs
     from kvv.simulate import generate_sample
 
-    root = tmp_path_factory.mktemp("small_analysis")
-    path = root / "small.yaml"
-    path.write_text(yaml.safe_dump(small_config_dict(root / "samples")))
+    path = root / "analysis.yaml"
+    path.write_text(yaml.safe_dump(make_config(root / "samples")))
     cfg = load_config(path)
-    inputs.generate_missing(cfg, cfg.samples, lambda tasks: [generate_sample(**t) for t in tasks])
+    inputs.generate_missing(cfg, cfg.all_samples, lambda tasks: [generate_sample(**t) for t in tasks])
     return path
+
+
+@pytest.fixture(scope="session")
+def small_kstar_analysis(tmp_path_factory) -> Path:
+    """Path of a small K* analysis YAML whose samples exist on disk."""
+    return _write_and_generate(tmp_path_factory.mktemp("small_kstar"), small_kstar_config_dict)
+
+
+@pytest.fixture(scope="session")
+def small_analysis(tmp_path_factory) -> Path:
+    """Path of a small analysis YAML whose samples exist on disk."""
+    return _write_and_generate(tmp_path_factory.mktemp("small_analysis"), small_config_dict)

@@ -128,8 +128,9 @@ def test_signal_proxy_removes_dimuon_and_replaces_kaon():
     ]
     tracks, muon_id = with_muon_id(events)
     cands = jpsik.reconstruct_jpsik(tracks, muon_id, make_beam(2))
-    proxy, q2 = jpsik.signal_proxy(tracks, cands, np.random.default_rng(0))
+    proxy, q2, keep = jpsik.signal_proxy(tracks, cands, np.random.default_rng(0))
     assert list(np.diff(proxy.offsets)) == [2, 2]
+    assert keep.tolist() == [False, True, True, False, True, True]
     assert q2[0] > 0 and q2[1] == -1.0
     assert proxy.px[0] == pytest.approx(other[0]) and proxy.kaon_id[1] == pytest.approx(0.9)
     assert proxy.px[1] != pytest.approx(k[1])
@@ -195,7 +196,7 @@ def test_mbc_and_delta_e_on_simulation(jpsik_sample):
 def test_signal_proxy_on_simulation(jpsik_sample):
     tracks, reco = jpsik_sample["tracks"], jpsik_sample["reco"]
     has = reco["has_b"]
-    proxy, q2 = jpsik.signal_proxy(tracks, reco, np.random.default_rng(8))
+    proxy, q2, keep = jpsik.signal_proxy(tracks, reco, np.random.default_rng(8))
     assert np.array_equal(np.diff(proxy.offsets), np.diff(tracks.offsets) - 2 * has)
     before = features.event_features(tracks, jpsik_sample["photons"], jpsik_sample["beam"])
     after = features.event_features(proxy, jpsik_sample["photons"], jpsik_sample["beam"])

@@ -107,6 +107,30 @@ def test_fit_recovers_the_injected_signal_on_the_default_analysis(trained, refer
     assert (outputs / cfg.name / "fit" / "systematics_table.md").exists()
 
 
+def test_jpsik_validation_runs_in_the_process_stage(trained, reference):
+    """The J/psi K+ samples are read in full, the proxy efficiency is the cutflow's ratio,
+    the Mbc peak sits at the B+ mass, and pseudo-data and MC (same generator) agree."""
+    import json
+
+    from kvv.jpsik import M_BPLUS
+
+    config, outputs = trained
+    cfg = load_config(config)
+    result = json.loads((outputs / cfg.name / "jpsik_validation.json").read_text())
+    for sample in (cfg.validation.mc, cfg.validation.data):
+        flow = result["cutflow"][sample.name]
+        assert result["entries"][sample.name] == flow["entries read"]["events"] == sample.events
+        assert flow["J/psi K+ candidate"]["events"] == result["candidates"][sample.name] > 0.5 * sample.events
+        eff = flow["proxy BDT cuts"]["events"] / flow["J/psi K+ candidate"]["events"]
+        assert result["efficiency"][sample.name]["value"] == pytest.approx(eff, rel=1e-12)
+        assert 0 < eff < 1
+    assert abs(result["ratio"] - 1.0) < 3 * result["ratio_error"]
+    assert result["mbc_peak_mc"] == pytest.approx(M_BPLUS, abs=1e-3)
+    for name in ("mbc", "delta_e", "proxy_bdt2"):
+        assert (outputs / cfg.name / "plots" / f"jpsik_{name}.png").exists()
+    assert "ratio data / MC" in (outputs / cfg.name / "jpsik_validation.md").read_text()
+
+
 # --- bad input ---------------------------------------------------------------------
 
 

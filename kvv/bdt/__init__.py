@@ -5,6 +5,7 @@ Training works on feature tables with the feature columns plus ``__event__``,
 ``__event__ % n_folds`` so no event is scored by a model that saw it.
 """
 
+from kvv.bdt.categories import all_trained, all_up_to_date, category_masks, model_dirs, score
 from kvv.bdt.config import BDTConfig, BDTStageConfig, ContinuumReweightConfig, XGBParams
 from kvv.bdt.eta import SignalEfficiencyTransform
 from kvv.bdt.folds import FOLD_RULE, fold_index
@@ -25,6 +26,11 @@ from kvv.bdt.reweight import continuum_weight, train_continuum_reweighter
 from kvv.bdt.train import class_balanced_weights, train_all, train_folded
 
 __all__ = [
+    "all_trained",
+    "all_up_to_date",
+    "category_masks",
+    "model_dirs",
+    "score",
     "BDTConfig",
     "BDTModels",
     "BDTStageConfig",

@@ -88,3 +88,6 @@ class BDTConfig(BaseModel):
     sr_bdt2_cut: float = Field(0.95, ge=0.0, lt=1.0)
     # Number of knots of the eta(BDT2) quantile table stored in the sidecar.
     eta_knots: int = Field(1001, ge=3)
+    # Disjoint event categories with a BDT1/BDT2 pair each, as {name: {column: [lo, hi)}}
+    # (e.g. neutral and charged K*); empty: one pair for all events.
+    categories: dict[str, dict[str, tuple[float | None, float | None]]] = Field(default_factory=dict)
