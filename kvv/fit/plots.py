@@ -142,7 +142,7 @@ def plot_injection(injection: list[dict], outdir: Path) -> list[Path]:
             x = np.linspace(-4, 4, 200)
             ax.plot(x, len(pulls) * (edges[1] - edges[0]) * np.exp(-0.5 * x**2) / np.sqrt(2 * np.pi), "r-", label="N(0, 1)")
             ax.set_title(rf"$\mu_{{inj}}$ = {r['mu_injected']:g}: {r['pull_mean']:.2f} $\pm$ {r['pull_width']:.2f}", fontsize=11)
-            ax.set_xlabel(r"$(\hat\mu - \mu_{inj}) / \sigma_{\hat\mu}$")
+            ax.set_xlabel(r"profile-likelihood pull of $\hat\mu$")
         axes[0][0].set_ylabel("toys")
         axes[0][0].legend(fontsize=9)
         return _save(fig, outdir, "injection_pulls")
