@@ -80,7 +80,8 @@ def region_yields_markdown(yields: Mapping[str, Mapping]) -> str:
     ]
     for region, row in yields.items():
         effs = " | ".join(f"{row['efficiency'][n]:.2e}" if n in row["efficiency"] else "–" for n in signals)
-        lines.append(f"| {region} | {row['signal']:.4g} | {row['background']:.4g} | {row['purity']:.2%} | {effs} |")
+        purity = f"{row['purity']:.2%}" if np.isfinite(row["purity"]) else "– (no MC events)"
+        lines.append(f"| {region} | {row['signal']:.4g} | {row['background']:.4g} | {purity} | {effs} |")
     return "\n".join(lines) + "\n"
 
 
