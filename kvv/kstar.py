@@ -461,6 +461,8 @@ def reconstruct_kstar(
         "kstar_cos_helicity": helicity_cosine(kaon_cms, kstar_cms),
         # p_K*^2 = m_rec^2 plays the role M_K^2 has for the K+ (B at rest in the CMS)
         "q2_rec": np.where(has, kin.q2_rec(kstar_cms[:, 0], sqrt_s(beam), m_kaon=mass), 0.0),
+        "ks_mass": np.where(with_ks, ks_mass, 0.0),
+        "pi0_mass": np.where(with_pi0, pi0_mass, 0.0),
         "ks_mass_pull": np.where(with_ks, (ks_mass - M_KS) / cuts.ks_mass_sigma, 0.0),
         "pi0_mass_pull": np.where(with_pi0, (pi0_mass - M_PI0) / cuts.pi0_mass_sigma, 0.0),
         "n_kstar_candidates": n_cand,
