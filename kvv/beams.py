@@ -5,6 +5,13 @@ angle: the e- (HER) beam runs at +41.5 mrad to +z, the e+ (LER) beam at
 +41.5 mrad to -z, so the e+e- system moves along z *and* x in the lab.
 Electron masses are neglected (a 1e-8 relative effect on sqrt(s)).
 
+Each beam's energy is spread around its nominal value (Gaussian, the absolute
+spreads of basf2's SuperKEKB beam-parameter preset: 5.13 MeV for the HER,
+2.375 MeV for the LER), so the collision energy of an event scatters by about
+5 MeV around sqrt(s). The analysis boosts with the nominal beams (basf2's
+``beamE`` etc. come from the conditions database, not from the event), so this
+spread is what sets the Mbc resolution of fully reconstructed B decays.
+
 The CMS frame is reached by a pure boost by -beta of the beam four-momentum
 sum, as in basf2's ``useCMSFrame``; no extra rotation is applied.
 """
@@ -19,6 +26,8 @@ HER_LER_ENERGY_RATIO = 7.0 / 4.0  # e- 7 GeV on e+ 4 GeV (design)
 CROSSING_ANGLE = 0.083  # rad, full crossing angle
 SQRT_S_ON_RESONANCE = 10.58  # GeV, Upsilon(4S)
 SQRT_S_OFF_RESONANCE = 10.52  # GeV, 60 MeV below
+HER_ENERGY_SPREAD = 5.13e-3  # GeV, basf2 SuperKEKB preset
+LER_ENERGY_SPREAD = 2.375e-3  # GeV
 
 
 @dataclass(frozen=True)
@@ -28,6 +37,8 @@ class Beams:
     sqrt_s: float = SQRT_S_ON_RESONANCE
     crossing_angle: float = CROSSING_ANGLE
     energy_ratio: float = HER_LER_ENERGY_RATIO
+    her_energy_spread: float = HER_ENERGY_SPREAD  # GeV, Gaussian sigma of the e- energy
+    ler_energy_spread: float = LER_ENERGY_SPREAD  # GeV, Gaussian sigma of the e+ energy
 
     @property
     def ler_energy(self) -> float:
@@ -58,6 +69,17 @@ class Beams:
     def total(self) -> np.ndarray:
         """Four-momentum of the e+e- system in the lab (basf2 beamE, beamPx, ...)."""
         return self.her + self.ler
+
+    @property
+    def sqrt_s_spread(self) -> float:
+        """Gaussian sigma of the event-by-event collision energy in GeV (to first order).
+
+        sqrt(s) is proportional to sqrt(E_her * E_ler), so its relative spread is
+        half the quadratic sum of the beams' relative spreads.
+        """
+        her = self.her_energy_spread / self.her_energy
+        ler = self.ler_energy_spread / self.ler_energy
+        return 0.5 * self.sqrt_s * float(np.hypot(her, ler))
 
     @property
     def beta(self) -> np.ndarray:

@@ -82,6 +82,8 @@ def sample_seed(base_seed: int, sample: Sample, index: int) -> int:
 
 def generated_file_paths(cfg: AnalysisConfig, sample: Sample) -> list[tuple[Path, int, int]]:
     """``(path, n_events, seed)`` of the files kvv generates for a sample without files."""
+    from kvv.simulate.samples import GENERATOR_TAG
+
     directory = Path(cfg.simulation.directory)
     n_files = max(1, math.ceil(sample.events / EVENTS_PER_GENERATED_FILE))
     per_file = math.ceil(sample.events / n_files)
@@ -90,7 +92,7 @@ def generated_file_paths(cfg: AnalysisConfig, sample: Sample) -> list[tuple[Path
         n = min(per_file, sample.events - i * per_file)
         seed = sample_seed(cfg.simulation.seed, sample, i)
         tag = "_".join(f"{k}{v:g}" for k, v in sorted(sample.tune.items()))
-        name = f"{sample.name}_{sample.process}_{n}_s{seed}{'_' + tag if tag else ''}.root"
+        name = f"{sample.name}_{sample.process}_{n}_s{seed}{'_' + tag if tag else ''}_{GENERATOR_TAG}.root"
         out.append((directory / name, n, seed))
     return out
 

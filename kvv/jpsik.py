@@ -251,3 +251,77 @@ def efficiency_ratio(
     ratio = eps_data / eps_mc
     # sigma_r^2 = (sigma_d / eps_mc)^2 + (eps_d sigma_mc / eps_mc^2)^2, finite for eps_d = 0
     return ratio, float(np.hypot(err_data, ratio * err_mc) / eps_mc)
+
+
+@dataclass(frozen=True)
+class MbcPeak:
+    """Result of :func:`fit_mbc_peak`; GeV. Yields count events inside ``fit_range``."""
+
+    mean: float
+    mean_error: float
+    sigma: float
+    sigma_error: float
+    n_signal: float
+    n_background: float
+    argus_chi: float
+    endpoint: float
+    fit_range: tuple[float, float]
+    converged: bool
+
+    def expected_counts(self, edges: np.ndarray) -> np.ndarray:
+        """Fitted expected events per bin of ``edges`` (inside ``fit_range``)."""
+        cdf = _mbc_cdf(
+            np.asarray(edges, dtype=np.float64),
+            self.n_signal, self.mean, self.sigma, self.n_background, self.argus_chi, self.endpoint, self.fit_range,
+        )  # fmt: skip
+        return np.diff(cdf)
+
+
+def _mbc_cdf(x, n_signal, mean, sigma, n_background, chi, endpoint, fit_range):
+    """Cumulative expected events from fit_range[0]: Gaussian + ARGUS ending at ``endpoint``, each normalised in ``fit_range``."""
+    from scipy import stats
+
+    def in_range(dist):
+        lo, hi = dist.cdf(fit_range[0]), dist.cdf(fit_range[1])
+        return (dist.cdf(x) - lo) / (hi - lo)
+
+    return n_signal * in_range(stats.norm(mean, sigma)) + n_background * in_range(stats.argus(chi, loc=0.0, scale=endpoint))
+
+
+def fit_mbc_peak(edges: np.ndarray, counts: np.ndarray, endpoint: float) -> MbcPeak:
+    """Extended binned maximum-likelihood fit of an Mbc histogram.
+
+    Gaussian for correctly reconstructed B, ARGUS with its endpoint fixed at the
+    nominal E*_beam (``endpoint``) for wrong candidates, as Belle II fits Mbc.
+    Raises ValueError when the histogram is too sparse to fit.
+    """
+    from iminuit import Minuit
+    from iminuit.cost import ExtendedBinnedNLL
+
+    edges, counts = np.asarray(edges, dtype=np.float64), np.asarray(counts, dtype=np.float64)
+    total = counts.sum()
+    if total < 20:
+        raise ValueError(f"Mbc histogram has {total:g} entries; at least 20 are needed for a peak fit")
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    fit_range = (float(edges[0]), float(edges[-1]))
+    cost = ExtendedBinnedNLL(counts, edges, lambda x, ns, mu, sigma, nb, chi: _mbc_cdf(x, ns, mu, sigma, nb, chi, endpoint, fit_range))
+    minuit = Minuit(cost, ns=0.9 * total, mu=centres[np.argmax(counts)], sigma=0.003, nb=0.1 * total, chi=1.0)
+    minuit.limits["ns"] = minuit.limits["nb"] = (0.0, 2.0 * total)  # events inside the histogram's range
+    minuit.limits["mu"] = (edges[0], edges[-1])
+    minuit.limits["sigma"] = (1e-4, 0.05)
+    minuit.limits["chi"] = (1e-3, 30.0)
+    minuit.migrad()
+    minuit.hesse()
+    v, e = minuit.values, minuit.errors
+    return MbcPeak(
+        mean=float(v["mu"]),
+        mean_error=float(e["mu"]),
+        sigma=float(v["sigma"]),
+        sigma_error=float(e["sigma"]),
+        n_signal=float(v["ns"]),
+        n_background=float(v["nb"]),
+        argus_chi=float(v["chi"]),
+        endpoint=float(endpoint),
+        fit_range=fit_range,
+        converged=bool(minuit.valid),
+    )

@@ -145,8 +145,12 @@ def control_plots(controls: Mapping, cfg: AnalysisConfig, outdir: Path) -> list[
     return written
 
 
-def validation_plots(controls: Mapping, mc: str, data: str, outdir: Path) -> list[Path]:
-    """Data against area-normalised MC for each validation-channel histogram (J/psi K+ Mbc, Delta E, proxy BDT2)."""
+def validation_plots(controls: Mapping, mc: str, data: str, outdir: Path, fits: Mapping | None = None) -> list[Path]:
+    """Data against area-normalised MC for each validation-channel histogram (J/psi K+ Mbc, Delta E, proxy BDT2).
+
+    ``fits`` maps a histogram name to a fit of the data with ``expected_counts(edges)``
+    (e.g. :class:`kvv.jpsik.MbcPeak`), drawn as a curve with its mean and width.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -162,6 +166,13 @@ def validation_plots(controls: Mapping, mc: str, data: str, outdir: Path) -> lis
         fig, ax = plt.subplots(figsize=(8, 6))
         mplhep.histplot(h_mc * scale, histtype="fill", alpha=0.5, label=f"{mc} (scaled to data)", ax=ax)
         mplhep.histplot(h_data, histtype="errorbar", color="black", label=data, ax=ax)
+        fit = (fits or {}).get(variable)
+        if fit is not None:
+            edges = h.axes[variable].edges
+            fine = np.linspace(edges[0], edges[-1], 10 * (len(edges) - 1) + 1)
+            curve = fit.expected_counts(fine) * 10  # per original bin width
+            label = f"fit: mean {fit.mean:.4f} GeV, $\\sigma$ = {1e3 * fit.sigma:.2f} MeV"
+            ax.plot(0.5 * (fine[1:] + fine[:-1]), curve, color="tab:red", label=label)
         ax.set_xlabel(h.axes[variable].label)
         ax.set_ylabel("events")
         ax.legend(fontsize=11)

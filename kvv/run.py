@@ -9,17 +9,23 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import logging
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from coffea import processor
 
 from kvv import cluster, histograms, inputs, report, systematics
+from kvv.beams import SQRT_S_ON_RESONANCE
 from kvv.config import DEFAULT_CONFIG, AnalysisConfig, ConfigError, load_config
 from kvv.fit.likelihood import FitError
+
+if TYPE_CHECKING:
+    import hist
 
 log = logging.getLogger("kvv")
 
@@ -84,11 +90,13 @@ def _generate(task: dict) -> dict:
 
 
 def training_config_hash(cfg: AnalysisConfig) -> str:
-    """Hash of everything a BDT depends on: samples, cleanup, preselection, features, BDT settings."""
+    """Hash of everything a BDT depends on: samples and their files, cleanup, preselection, features, BDT settings."""
     from kvv.bdt import config_hash
 
     keys = ("samples", "simulation", "cleanup", "kaon", "preselection", "features", "bdt", "luminosity")
-    return config_hash(cfg.model_dump(mode="json", include=set(keys)))
+    # the file names tell a newer generator's samples from older ones
+    files = {s.name: inputs.sample_file_paths(cfg, s) for s in cfg.samples}
+    return config_hash({**cfg.model_dump(mode="json", include=set(keys)), "files": files})
 
 
 def processor_class(cfg: AnalysisConfig) -> type:
@@ -219,15 +227,14 @@ def stage_validation(cfg: AnalysisConfig, execution: cluster.Execution, args: ar
         log.warning("J/psi K+ validation: %s", exc)
         ratio, error = float("nan"), float("nan")
     efficiency = {name: jpsik.selection_efficiency(s, val.cuts) for name, s in scores.items()}
-    mbc = output["controls"]["mbc"][{"dataset": val.mc.name}]
-    centres, counts = mbc.axes[0].centers, mbc.values()
+    mbc_peaks = _fit_mbc_peaks(output["controls"]["mbc"], (val.mc.name, val.data.name))
     result = {
         "cuts": {k: list(v) for k, v in val.cuts.items()},
         "efficiency": {name: {"value": e, "error": err} for name, (e, err) in efficiency.items()},
         "ratio": ratio,
         "ratio_error": error,
         "candidates": {name: int(len(s["bdt2"])) for name, s in scores.items()},
-        "mbc_peak_mc": float(centres[np.argmax(counts)]),
+        "mbc_fit": {name: dataclasses.asdict(peak) for name, peak in mbc_peaks.items()},
         "cutflow": report.cutflow_json(output["cutflow"]),
         "entries": {name: int(v[0]) for name, v in output["entries"].items()},
     }
@@ -238,11 +245,32 @@ def stage_validation(cfg: AnalysisConfig, execution: cluster.Execution, args: ar
         f"Selection ({cut_text}) efficiency of the signal proxy:\n\n"
         + "\n".join(f"- {name}: {e:.4f} ± {err:.4f} ({result['candidates'][name]} candidates)" for name, (e, err) in efficiency.items())
         + f"\n- ratio data / MC: **{ratio:.3f} ± {error:.3f}** (PRL 127, 181802: 1.06 ± 0.10)\n\n"
+        + "B+ candidates' Mbc (Gaussian + ARGUS fit):\n\n"
+        + "\n".join(
+            f"- {name}: peak {p.mean:.5f} ± {p.mean_error:.5f} GeV, resolution {1e3 * p.sigma:.2f} ± {1e3 * p.sigma_error:.2f} MeV"
+            f" ({p.n_signal:.0f} peaking, {p.n_background:.0f} ARGUS{'' if p.converged else '; fit did not converge'})"
+            for name, p in mbc_peaks.items()
+        )
+        + "\n\n"
         + report.cutflow_markdown(output["cutflow"])
     )
-    report.validation_plots(output["controls"], val.mc.name, val.data.name, out / "plots")
+    report.validation_plots(output["controls"], val.mc.name, val.data.name, out / "plots", fits={"mbc": mbc_peaks.get(val.data.name)})
     log.info("J/psi K+ proxy efficiency ratio data/MC = %.3f +- %.3f", ratio, error)
     return result
+
+
+def _fit_mbc_peaks(mbc: hist.Hist, names: tuple[str, ...]) -> dict:
+    """Mbc peak fit per validation sample; a sample too sparse to fit is logged and left out."""
+    from kvv import jpsik
+
+    peaks = {}
+    for name in names:
+        h = mbc[{"dataset": name}]
+        try:
+            peaks[name] = jpsik.fit_mbc_peak(h.axes[0].edges, h.values(), endpoint=0.5 * SQRT_S_ON_RESONANCE)
+        except ValueError as exc:
+            log.warning("J/psi K+ Mbc fit of %s: %s", name, exc)
+    return peaks
 
 
 def fit_model_config(cfg: AnalysisConfig):

@@ -6,7 +6,7 @@ Public API::
                     data=False, tune=None) -> dict        # one ROOT file + metadata
     cross_section(process, sqrt_s=10.58) -> float          # nb
     generate_events(process, n_events, *, beams, seed, tune=None) -> GeneratedEvents
-    four_momentum_balance(events, beams) -> np.ndarray     # generator-level check
+    four_momentum_balance(events) -> np.ndarray            # generator-level check
     simulate_detector(events, rng) -> Reconstructed
     decay_table() -> DecayTable                            # the loaded decays.yaml
     read_metadata(path) -> dict

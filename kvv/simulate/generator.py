@@ -1,9 +1,10 @@
 """Event generator: e+e- -> Upsilon(4S) -> B Bbar, q qbar continuum and tau pairs.
 
-Every event starts from the e+e- system (lab four-momentum ``Beams.total``),
-which decays in its rest frame - the CMS frame of ``kvv.beams`` - and all
-daughters are boosted straight into the lab, so lab momenta and decay vertices
-come out directly. Unstable particles decay through the decay table
+Every event starts from the e+e- system: the HER and LER four-momenta of
+``kvv.beams``, each scaled by a Gaussian energy factor (the beams' energy
+spreads), summed into the event's initial state. It decays in its rest frame -
+the CMS frame of ``kvv.beams`` up to the spread - and all daughters are boosted
+straight into the lab, so lab momenta and decay vertices come out directly. Unstable particles decay through the decay table
 (``decays.yaml``) by phase space, until only stable particles are left.
 
 Continuum model (e+e- -> q qbar): the quark and the antiquark each become a
@@ -20,7 +21,8 @@ transverse to the jet axis are limited by ``pt_scale`` and energy and momentum
 are exactly conserved. Tune knobs (``DEFAULT_TUNE``): ``units_per_string`` (mean
 number of neutral groups per string, i.e. the multiplicity) and ``pt_scale`` (GeV).
 
-Simplifications (documented, not bugs): no B0 mixing, no CP violation, no FSR,
+Simplifications (documented, not bugs): no B0 mixing, no CP violation, no ISR or FSR,
+no Upsilon(4S) line shape (sqrt(s) follows the beam-energy spread alone),
 phase space for all but the signal B -> K nu nubar decay (SM q^2 spectrum),
 Breit-Wigner masses without phase-space weighting, charged pions/kaons do not
 decay in flight, no material interactions.
@@ -93,6 +95,7 @@ class GeneratedEvents:
     b_modes: np.ndarray  # (n_events, 2): mode index of the B (B+ or B0) and the Bbar, -1 if none
     b_p4: np.ndarray  # (n_events, 2, 4): lab four-momenta of the B and the Bbar, NaN if none
     q2: np.ndarray  # generated dineutrino q^2 of a B -> K(*) nu nubar decay, -1 if none
+    initial_p4: np.ndarray  # (n_events, 4): lab four-momentum of the e+e- system of each event
 
     @property
     def n_events(self) -> int:
@@ -109,12 +112,14 @@ def generate_events(
     table = load_decay_table()
     t = table.tables
     root = table.ptype(spec.root)
-    if spec.root == "Upsilon(4S)" and beams.sqrt_s <= 2.0 * t.mass[table.ptype("B+")]:
+    # the beam-energy spread must not take an event below the B Bbar threshold
+    threshold = 2.0 * max(t.mass[table.ptype("B+")], t.mass[table.ptype("B0")]) if spec.root == "Upsilon(4S)" else 0.0
+    if beams.sqrt_s <= threshold:
         raise ValueError(f"sqrt(s) = {beams.sqrt_s} GeV is below the B Bbar threshold")
     knobs = {**DEFAULT_TUNE, **(tune or {})}
     forced = table.forced[spec.forced] if spec.forced else np.full(len(t.pdg), -1, dtype=np.int64)
     flavour = FLAVOURS.index(spec.flavour) if spec.flavour else -1
-    offsets, ints, floats, b_modes, b_p4, q2 = _generate_kernel(
+    offsets, ints, floats, b_modes, b_p4, q2, initial_p4 = _generate_kernel(
         n_events,
         root,
         flavour,
@@ -124,7 +129,11 @@ def generate_events(
         float(knobs["pt_scale"]),
         table.ptype("pi+"),
         table.ptype("string"),
-        np.asarray(beams.total, dtype=np.float64),
+        np.asarray(beams.her, dtype=np.float64),
+        np.asarray(beams.ler, dtype=np.float64),
+        beams.her_energy_spread / beams.her_energy,
+        beams.ler_energy_spread / beams.ler_energy,
+        threshold,
         np.asarray(beams.collision_axis_cms, dtype=np.float64),
         _kernel_seed(seed),
     )
@@ -137,6 +146,7 @@ def generate_events(
         b_modes=b_modes,
         b_p4=b_p4,
         q2=q2,
+        initial_p4=initial_p4,
     )
 
 
@@ -145,10 +155,15 @@ def _kernel_seed(seed: int) -> int:
     return int(np.random.SeedSequence(seed).generate_state(1, dtype=np.uint32)[0])
 
 
-def four_momentum_balance(events: GeneratedEvents, beams: Beams) -> np.ndarray:
-    """Per event, max |sum of stable-particle four-momenta - Beams.total| / sqrt(s)."""
+def four_momentum_balance(events: GeneratedEvents) -> np.ndarray:
+    """Per event, max |sum of stable-particle four-momenta - initial state| / sqrt(s)."""
     sums = np.add.reduceat(events.p4, events.offsets[:-1], axis=0)
-    return np.max(np.abs(sums - beams.total[None, :]), axis=1) / beams.sqrt_s
+    return np.max(np.abs(sums - events.initial_p4), axis=1) / invariant_mass(events.initial_p4)
+
+
+def invariant_mass(p4: np.ndarray) -> np.ndarray:
+    """Invariant mass of (..., 4) four-vectors (E, px, py, pz)."""
+    return np.sqrt(p4[..., 0] ** 2 - np.sum(p4[..., 1:] ** 2, axis=-1))
 
 
 @njit(cache=True)
@@ -369,8 +384,16 @@ def _grow(a: np.ndarray, rows: int) -> np.ndarray:
 
 
 @njit(cache=True)
-def _generate_kernel(n_events, root, flavour, t, forced, units_mean, pt_scale, pion, string, root_p4, axis, seed):
-    """Generate n_events; returns offsets, (pdg, mother pdg), (E, p, vertex), B modes and p4, q^2."""
+def _generate_kernel(
+    n_events, root, flavour, t, forced, units_mean, pt_scale, pion, string, her, ler, her_spread, ler_spread, threshold, axis, seed
+):
+    """Generate n_events; returns offsets, (pdg, mother pdg), (E, p, vertex), B modes and p4, q^2, initial p4.
+
+    ``her``/``ler`` are the nominal beam four-momenta, ``*_spread`` their relative
+    energy spreads: each event's initial state is her * (1 + her_spread * N(0, 1))
+    + ler * (1 + ler_spread * N(0, 1)) (massless beams keep their directions),
+    redrawn while its mass is not above ``threshold``.
+    """
     np.random.seed(seed)
     cap = n_events * 40
     ints = np.empty((cap, 2), np.int32)
@@ -379,6 +402,7 @@ def _generate_kernel(n_events, root, flavour, t, forced, units_mean, pt_scale, p
     b_modes = np.full((n_events, 2), -1, np.int32)
     b_p4 = np.full((n_events, 2, 4), np.nan)
     q2 = np.full(n_events, -1.0)
+    initial_p4 = np.empty((n_events, 4))
     rec = (
         np.empty(MAX_PARTICLES, np.int64),
         np.empty((MAX_PARTICLES, 4)),
@@ -398,10 +422,15 @@ def _generate_kernel(n_events, root, flavour, t, forced, units_mean, pt_scale, p
     hmass = np.empty((2, MAX_DAUGHTERS))
     hp4 = np.empty((2, MAX_DAUGHTERS, 4))
     q2_ev = np.empty(1)
-    root_mass = math.sqrt(root_p4[0] ** 2 - root_p4[1] ** 2 - root_p4[2] ** 2 - root_p4[3] ** 2)
     nout = 0
     origin = np.zeros(3)
     for ev in range(n_events):
+        while True:
+            root_p4 = her * (1.0 + her_spread * np.random.normal()) + ler * (1.0 + ler_spread * np.random.normal())
+            root_mass = math.sqrt(root_p4[0] ** 2 - root_p4[1] ** 2 - root_p4[2] ** 2 - root_p4[3] ** 2)
+            if root_mass > threshold:
+                break
+        initial_p4[ev] = root_p4
         n = _push(st_type, st_p4, st_vtx, st_mass, st_mother, st_signal, st_mode, 0,
                   root, root_p4, origin, root_mass, -1, True)
         q2_ev[0] = -1.0
@@ -436,4 +465,4 @@ def _generate_kernel(n_events, root, flavour, t, forced, units_mean, pt_scale, p
             floats[nout, 4:] = st_vtx[k]
             nout += 1
         offsets[ev + 1] = nout
-    return offsets, ints[:nout].copy(), floats[:nout].copy(), b_modes, b_p4, q2
+    return offsets, ints[:nout].copy(), floats[:nout].copy(), b_modes, b_p4, q2, initial_p4

@@ -14,7 +14,10 @@ from kvv.simulate.detector import simulate_detector
 from kvv.simulate.generator import DEFAULT_TUNE, PROCESS_SPECS, GeneratedEvents, generate_events
 from kvv.simulate.writer import SampleWriter, chunk_arrays
 
-GENERATOR_VERSION = "kvv.simulate 0.1"
+# Bumped whenever the same seed no longer gives the same events; generated
+# file names carry it so that samples of an older generator are not reused.
+GENERATOR_VERSION = "kvv.simulate 0.2"
+GENERATOR_TAG = "g" + GENERATOR_VERSION.split()[-1].replace(".", "")
 EXPERIMENT = 0  # Belle II MC convention: experiment 0
 BBBAR_NB = 1.05  # e+e- -> Upsilon(4S) -> B Bbar at sqrt(s) = 10.58 GeV (analysis facts)
 CHARGED_FRACTION = 0.514  # Upsilon(4S) -> B+ B- (PDG); B0 B0bar gets the rest
@@ -107,6 +110,7 @@ def generate_sample(
         "n_events": n_events,
         "seed": seed,
         "sqrt_s": beams.sqrt_s,
+        "beam_energy_spread_gev": {"her": beams.her_energy_spread, "ler": beams.ler_energy_spread},
         "generator_version": GENERATOR_VERSION,
         "tune": {**DEFAULT_TUNE, **(tune or {})},
     }
