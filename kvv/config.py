@@ -140,13 +140,30 @@ class Region(_Strict):
 
 
 class ControlHistogram(_Strict):
-    """A control distribution filled after preselection, per sample."""
+    """A control distribution filled after preselection, per sample.
+
+    With ``split_by`` (an integer column such as ``kstar_mode``) it is filled once
+    per value listed in ``categories`` (value -> label); other values are not shown.
+    """
 
     variable: str
     bins: int = Field(gt=0)
     start: float
     stop: float
     label: str = ""
+    split_by: str | None = None
+    categories: dict[int, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _split(self) -> ControlHistogram:
+        if (self.split_by is None) != (not self.categories):
+            raise ValueError(f"control {self.variable!r}: split_by and categories go together")
+        return self
+
+    @property
+    def name(self) -> str:
+        """Key of the histogram (and stem of its plots)."""
+        return self.variable if self.split_by is None else f"{self.variable}_by_{self.split_by}"
 
 
 class WeightVariation(_Strict):
@@ -235,6 +252,9 @@ class AnalysisConfig(_Strict):
         regions = [r.name for r in self.regions]
         if len(set(regions)) != len(regions):
             raise ValueError("duplicate region names")
+        controls = [c.name for c in self.controls]
+        if len(set(controls)) != len(controls):
+            raise ValueError(f"duplicate controls {sorted({c for c in controls if controls.count(c) > 1})}")
         templates = {s.template for s in self.samples if not s.is_data}
         if self.fit.signal_template not in templates:
             raise ValueError(f"fit.signal_template {self.fit.signal_template!r} is no sample's template")

@@ -63,9 +63,11 @@ def template_histogram(cfg: AnalysisConfig, region: Region) -> hist.Hist:
 
 
 def control_histogram(cfg: AnalysisConfig, control: ControlHistogram) -> hist.Hist:
-    """Empty control histogram: sample x one variable, with flow bins."""
+    """Empty control histogram: sample (x split category) x one variable, with flow bins."""
+    split = [] if control.split_by is None else [hist.axis.IntCategory(list(control.categories), name=control.split_by)]
     return hist.Hist(
         _sample_axis(cfg),
+        *split,
         hist.axis.Regular(
             control.bins, control.start, control.stop, name=control.variable, label=control.label or control.variable
         ),
@@ -77,7 +79,7 @@ def book(cfg: AnalysisConfig) -> dict[str, dict[str, hist.Hist]]:
     """All histograms of an analysis, empty: ``{"templates": {region: h}, "controls": {var: h}}``."""
     return {
         "templates": {r.name: template_histogram(cfg, r) for r in cfg.regions},
-        "controls": {c.variable: control_histogram(cfg, c) for c in cfg.controls},
+        "controls": {c.name: control_histogram(cfg, c) for c in cfg.controls},
     }
 
 
@@ -220,16 +222,27 @@ def load_pickle(path: Path) -> dict:
 
 
 def save_root(histograms: Mapping[str, Mapping[str, hist.Hist]], path: Path) -> None:
-    """One TH1/TH2 per (group, histogram, sample, variation), named ``region/sample/variation``."""
+    """One TH1/TH2 per (group, histogram, sample, category...), named ``group/name/sample/category...``.
+
+    Category axes (``dataset``, ``variation``, a control's split) become path components.
+    """
     tmp = path.with_suffix(".tmp.root")
     with uproot.recreate(tmp) as f:
         for group, hists in histograms.items():
             for name, h in hists.items():
-                for sample in h.axes["dataset"]:
-                    view = h[{"dataset": sample}]
-                    if "variation" in view.axes.name:
-                        for variation in view.axes["variation"]:
-                            f[f"{group}/{name}/{sample}/{variation}"] = view[{"variation": variation}]
-                    else:
-                        f[f"{group}/{name}/{sample}"] = view
+                for key, view in _category_slices(h):
+                    f["/".join((group, name, *key))] = view
     tmp.replace(path)
+
+
+def _category_slices(h: hist.Hist) -> list[tuple[tuple[str, ...], hist.Hist]]:
+    """Every combination of the category axes' values, as (path components, view)."""
+    categorical = [a for a in h.axes if isinstance(a, (hist.axis.StrCategory, hist.axis.IntCategory))]
+    if not categorical:
+        return [((), h)]
+    axis = categorical[0]
+    return [
+        ((str(value), *key), view)
+        for value in axis
+        for key, view in _category_slices(h[{axis.name: hist.loc(value)}])
+    ]

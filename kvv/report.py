@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
 
+import hist
 import numpy as np
 
 from kvv.config import AnalysisConfig
@@ -106,43 +107,101 @@ def environment() -> dict:
 
 
 def control_plots(controls: Mapping, cfg: AnalysisConfig, outdir: Path) -> list[Path]:
-    """Stacked MC templates with data points (where present) for each control variable."""
+    """Stacked MC templates with data points (where present) per control (and split category) and resonance."""
+    outdir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for control in cfg.controls:
+        h = controls[control.name]
+        if control.split_by is None:
+            views = [(control.name, "", h)]
+        else:
+            views = [
+                (f"{control.name}{value}", label, h[{control.split_by: hist.loc(value)}])
+                for value, label in control.categories.items()
+            ]
+        for stem, label, view in views:
+            for resonance in ("on", "off"):
+                title = f"{cfg.name}: {resonance}-resonance" + (f", {label}" if label else "")
+                path = _stacked_plot(view, control.variable, cfg, resonance, title, outdir / f"{stem}_{resonance}.png")
+                if path is not None:
+                    written.append(path)
+    return written
+
+
+def _stacked_plot(h, variable: str, cfg: AnalysisConfig, resonance: str, title: str, path: Path) -> Path | None:
+    """One control plot of a (dataset x variable) histogram; None when the resonance has no MC."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import mplhep
 
-    outdir.mkdir(parents=True, exist_ok=True)
-    written = []
+    samples = [s for s in cfg.samples if s.resonance == resonance]
+    mc = [s for s in samples if not s.is_data]
+    data = [s for s in samples if s.is_data]
+    if not mc:
+        return None
     mplhep.style.use("LHCb2")
-    for variable, h in controls.items():
-        for resonance in ("on", "off"):
-            samples = [s for s in cfg.samples if s.resonance == resonance]
-            mc = [s for s in samples if not s.is_data]
-            data = [s for s in samples if s.is_data]
-            if not mc:
-                continue
-            by_template: dict[str, object] = {}
-            for s in mc:
-                view = h[{"dataset": s.name}]
-                by_template[s.template] = by_template[s.template] + view if s.template in by_template else view
-            fig, ax = plt.subplots(figsize=(8, 6))
-            mplhep.histplot(list(by_template.values()), label=list(by_template), stack=True, histtype="fill", ax=ax)
-            if data:
-                total = sum((h[{"dataset": s.name}] for s in data[1:]), h[{"dataset": data[0].name}])
-                mplhep.histplot(total, histtype="errorbar", color="black", label="data", ax=ax)
-            ax.set_xlabel(h.axes[variable].label)
-            ax.set_ylabel("events")
-            if any(t.values().sum() > 0 for t in by_template.values()):
-                ax.set_yscale("log")
-            ax.set_title(f"{cfg.name}: {'on' if resonance == 'on' else 'off'}-resonance", fontsize=14)
-            ax.legend(fontsize=11, ncols=2)
-            path = outdir / f"{variable}_{resonance}.png"
-            fig.savefig(path, dpi=90, bbox_inches="tight")
-            plt.close(fig)
-            written.append(path)
-    return written
+    by_template: dict[str, object] = {}
+    for s in mc:
+        view = h[{"dataset": s.name}]
+        by_template[s.template] = by_template[s.template] + view if s.template in by_template else view
+    fig, ax = plt.subplots(figsize=(8, 6))
+    mplhep.histplot(list(by_template.values()), label=list(by_template), stack=True, histtype="fill", ax=ax)
+    if data:
+        total = sum((h[{"dataset": s.name}] for s in data[1:]), h[{"dataset": data[0].name}])
+        mplhep.histplot(total, histtype="errorbar", color="black", label="data", ax=ax)
+    ax.set_xlabel(h.axes[variable].label)
+    ax.set_ylabel("events")
+    if any(t.values().sum() > 0 for t in by_template.values()):
+        ax.set_yscale("log")
+    ax.set_title(title, fontsize=14)
+    ax.legend(fontsize=11, ncols=2)
+    fig.savefig(path, dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def signal_shapes(controls: Mapping, cfg: AnalysisConfig) -> list[dict]:
+    """Median and quartiles of the on-resonance signal-template MC in every control (and split category).
+
+    Quantiles interpolate linearly inside bins and leave out the flow bins, so
+    they describe the distribution inside the control's range.
+    """
+    signal = [s.name for s in cfg.samples if s.template == cfg.fit.signal_template and s.resonance == "on"]
+    rows = []
+    for control in cfg.controls:
+        h = controls[control.name]
+        h = sum((h[{"dataset": name}] for name in signal[1:]), h[{"dataset": signal[0]}])
+        splits = [(None, "", h)] if control.split_by is None else [
+            (value, label, h[{control.split_by: hist.loc(value)}]) for value, label in control.categories.items()
+        ]
+        for value, label, view in splits:
+            edges, counts = view.axes[0].edges, np.clip(view.values(), 0.0, None)
+            q1, median, q3 = _histogram_quantiles(edges, counts, (0.25, 0.5, 0.75))
+            rows.append({
+                "control": control.variable, "split_by": control.split_by, "category": value, "label": label,
+                "signal_in_range": float(counts.sum()), "median": median, "q1": q1, "q3": q3,
+            })  # fmt: skip
+    return rows
+
+
+def _histogram_quantiles(edges: np.ndarray, counts: np.ndarray, qs: tuple[float, ...]) -> list[float]:
+    """Quantiles of a histogram, linear inside bins; NaN for an empty histogram."""
+    total = counts.sum()
+    if total <= 0:
+        return [float("nan")] * len(qs)
+    cdf = np.concatenate([[0.0], np.cumsum(counts)]) / total
+    return [float(np.interp(q, cdf, edges)) for q in qs]
+
+
+def signal_shapes_markdown(rows: list[dict]) -> str:
+    lines = ["| control | category | signal in range | median | IQR (q3 - q1) |", "|---|---|---:|---:|---:|"]
+    for r in rows:
+        lines.append(
+            f"| {r['control']} | {r['label'] or '–'} | {r['signal_in_range']:.4g} | {r['median']:.4g} | {r['q3'] - r['q1']:.4g} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def validation_plots(controls: Mapping, mc: str, data: str, outdir: Path, fits: Mapping | None = None) -> list[Path]:

@@ -176,6 +176,12 @@ def stage_process(cfg: AnalysisConfig, execution: cluster.Execution, args: argpa
     (out / "cutflow.md").write_text(f"# Cutflow: {cfg.name}\n\n" + report.cutflow_markdown(output["cutflow"]))
     report.write_json(report.cutflow_json(output["cutflow"]), out / "cutflow.json")
     report.control_plots(output["controls"], cfg, out / "plots")
+    shapes = report.signal_shapes(output["controls"], cfg)
+    report.write_json(shapes, out / "signal_shapes.json")
+    (out / "signal_shapes.md").write_text(
+        f"# Signal MC in the control distributions: {cfg.name}\n\nAfter the preselection, nominal weights, "
+        "inside each control's range.\n\n" + report.signal_shapes_markdown(shapes)
+    )
     summary = {
         "analysis": cfg.name,
         "config_hash": cfg.hash(),
@@ -359,7 +365,8 @@ def stage_fit(cfg: AnalysisConfig | None, args: argparse.Namespace, out: Path) -
     )
     report.write_json(spec, out / "workspace.json")
     report.write_json({"pruned_bins": pruned, "floored_bins": floored}, out / "workspace_pruning.json")
-    return fit.run_inference(spec, out / "fit", options=inference_options(cfg))
+    # by path, so that the fit summary names the workspace it fitted
+    return fit.run_inference(out / "workspace.json", out / "fit", options=inference_options(cfg))
 
 
 def main(argv: list[str] | None = None) -> int:

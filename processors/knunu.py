@@ -148,10 +148,13 @@ class KnunuProcessor(processor.ProcessorABC):
     def _fill_controls(self, booked: dict, sample: Sample, columns: dict[str, np.ndarray], weights: np.ndarray) -> None:
         nominal = self._nominal_weights(sample, columns, weights)
         for control in self.cfg.controls:
-            if control.variable in columns:
-                booked["controls"][control.variable].fill(
-                    dataset=sample.name, **{control.variable: columns[control.variable]}, weight=nominal
-                )
+            split = {} if control.split_by is None else {control.split_by: columns.get(control.split_by)}
+            if control.variable not in columns or any(v is None for v in split.values()):
+                continue
+            split = {k: np.asarray(v, dtype=np.int64) for k, v in split.items()}
+            booked["controls"][control.name].fill(
+                dataset=sample.name, **split, **{control.variable: columns[control.variable]}, weight=nominal
+            )
 
     def _fill_templates(self, booked: dict, sample: Sample, variation: str, columns: dict[str, np.ndarray], weights: np.ndarray) -> None:
         for region in self.cfg.regions:

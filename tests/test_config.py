@@ -59,6 +59,18 @@ def test_decreasing_bin_edges_are_rejected(tmp_path):
         load_config(path)
 
 
+def test_split_control_needs_categories_and_unique_names(tmp_path):
+    path = _write(tmp_path, lambda raw: raw["controls"][0].update(split_by="n_tracks"))
+    with pytest.raises(ConfigError, match=r"controls\.0: .*split_by and categories go together"):
+        load_config(path)
+    first = load_config().controls[0].variable
+    path = _write(tmp_path, lambda raw: raw["controls"].append(dict(raw["controls"][0])))
+    with pytest.raises(ConfigError, match=rf"duplicate controls \['{first}'\]"):
+        load_config(path)
+    path = _write(tmp_path, lambda raw: raw["controls"].append(dict(raw["controls"][0], split_by="n_tracks", categories={4: "four"})))
+    assert load_config(path).controls[-1].name == f"{first}_by_n_tracks"
+
+
 def test_missing_file_and_bad_yaml(tmp_path):
     with pytest.raises(ConfigError, match="no such analysis configuration"):
         load_config(tmp_path / "nope.yaml")

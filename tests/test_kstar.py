@@ -8,8 +8,9 @@ from itertools import combinations, permutations, product
 
 import numpy as np
 import pytest
+import uproot
 
-from kvv import kstar
+from kvv import histograms, kstar
 from kvv.beams import Beams
 from kvv.columns import BeamColumns, PhotonColumns, TrackColumns
 from kvv.kstar import KstarCuts, Mode, Rank
@@ -416,6 +417,19 @@ def test_small_kstar_analysis_end_to_end(small_kstar_analysis, tmp_path):
         assert row["signal"] > 0 and 0 < row["purity"] < 1
         own, other = ("kstar0nunu", "kstarpnunu") if name.startswith("KST0") else ("kstarpnunu", "kstar0nunu")
         assert row["efficiency"][own] > row["efficiency"][other]
+
+    # the K* mass per mode: the split control adds up to the unsplit one, each mode's
+    # signal peaks at its K* mass, and it is written out per mode
+    hists = histograms.load_pickle(out / "histograms.pkl")["controls"]
+    split, whole = hists["kstar_mass_by_kstar_mode"], hists["kstar_mass"]
+    np.testing.assert_allclose(split.project("dataset", "kstar_mass").values(), whole.values(), rtol=1e-12)
+    shapes = {r["category"]: r for r in json.loads((out / "signal_shapes.json").read_text()) if r["split_by"] == "kstar_mode"}
+    assert sorted(shapes) == [0, 1, 2, 3]
+    for mode in kstar.Mode:
+        assert shapes[mode]["median"] == pytest.approx(kstar.MODE_MASS[mode], abs=0.02), mode.name
+        assert (out / "plots" / f"kstar_mass_by_kstar_mode{int(mode)}_on.png").exists()
+    with uproot.open(out / "histograms.root") as f:
+        assert f["controls/kstar_mass_by_kstar_mode/kstar0nunu/0"].values().sum() > 0
 
     # one mu over the four mode channels recovers the toy's injected signal
     fit = json.loads((out / "fit" / "fit_results.json").read_text())["mle"]
