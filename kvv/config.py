@@ -142,8 +142,12 @@ class Region(_Strict):
 class ControlHistogram(_Strict):
     """A control distribution filled after preselection, per sample.
 
-    With ``split_by`` (an integer column such as ``kstar_mode``) it is filled once
-    per value listed in ``categories`` (value -> label); other values are not shown.
+    ``cuts`` restrict it to events inside [lo, hi) intervals of columns (as region
+    cuts). With ``split_by`` (an integer column such as ``kstar_mode``) it is filled
+    once per value listed in ``categories`` (value -> label); other values are not
+    shown. ``fit_peak`` fits the signal MC of each category with a Breit-Wigner over
+    a linear background (:func:`kvv.peaks.fit_resonance`), for mass distributions.
+    ``name`` tells apart controls of one variable; by default it is derived.
     """
 
     variable: str
@@ -151,8 +155,11 @@ class ControlHistogram(_Strict):
     start: float
     stop: float
     label: str = ""
+    name: str = ""
+    cuts: dict[str, tuple[float | None, float | None]] = Field(default_factory=dict)  # [lo, hi)
     split_by: str | None = None
     categories: dict[int, str] = Field(default_factory=dict)
+    fit_peak: bool = False
 
     @model_validator(mode="after")
     def _split(self) -> ControlHistogram:
@@ -161,8 +168,10 @@ class ControlHistogram(_Strict):
         return self
 
     @property
-    def name(self) -> str:
-        """Key of the histogram (and stem of its plots)."""
+    def key(self) -> str:
+        """Key of the histogram and stem of its plots."""
+        if self.name:
+            return self.name
         return self.variable if self.split_by is None else f"{self.variable}_by_{self.split_by}"
 
 
@@ -252,7 +261,7 @@ class AnalysisConfig(_Strict):
         regions = [r.name for r in self.regions]
         if len(set(regions)) != len(regions):
             raise ValueError("duplicate region names")
-        controls = [c.name for c in self.controls]
+        controls = [c.key for c in self.controls]
         if len(set(controls)) != len(controls):
             raise ValueError(f"duplicate controls {sorted({c for c in controls if controls.count(c) > 1})}")
         templates = {s.template for s in self.samples if not s.is_data}

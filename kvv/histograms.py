@@ -79,7 +79,7 @@ def book(cfg: AnalysisConfig) -> dict[str, dict[str, hist.Hist]]:
     """All histograms of an analysis, empty: ``{"templates": {region: h}, "controls": {var: h}}``."""
     return {
         "templates": {r.name: template_histogram(cfg, r) for r in cfg.regions},
-        "controls": {c.name: control_histogram(cfg, c) for c in cfg.controls},
+        "controls": {c.key: control_histogram(cfg, c) for c in cfg.controls},
     }
 
 

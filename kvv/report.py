@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import platform
 from collections.abc import Mapping
 from importlib import metadata
@@ -12,6 +14,8 @@ import hist
 import numpy as np
 
 from kvv.config import AnalysisConfig
+
+log = logging.getLogger(__name__)
 
 PACKAGES = ("kvv", "numpy", "numba", "awkward", "uproot", "coffea", "dask", "distributed", "hist", "xgboost", "pyhf")
 
@@ -111,12 +115,12 @@ def control_plots(controls: Mapping, cfg: AnalysisConfig, outdir: Path) -> list[
     outdir.mkdir(parents=True, exist_ok=True)
     written = []
     for control in cfg.controls:
-        h = controls[control.name]
+        h = controls[control.key]
         if control.split_by is None:
-            views = [(control.name, "", h)]
+            views = [(control.key, "", h)]
         else:
             views = [
-                (f"{control.name}{value}", label, h[{control.split_by: hist.loc(value)}])
+                (f"{control.key}{value}", label, h[{control.split_by: hist.loc(value)}])
                 for value, label in control.categories.items()
             ]
         for stem, label, view in views:
@@ -171,7 +175,7 @@ def signal_shapes(controls: Mapping, cfg: AnalysisConfig) -> list[dict]:
     signal = [s.name for s in cfg.samples if s.template == cfg.fit.signal_template and s.resonance == "on"]
     rows = []
     for control in cfg.controls:
-        h = controls[control.name]
+        h = controls[control.key]
         h = sum((h[{"dataset": name}] for name in signal[1:]), h[{"dataset": signal[0]}])
         splits = [(None, "", h)] if control.split_by is None else [
             (value, label, h[{control.split_by: hist.loc(value)}]) for value, label in control.categories.items()
@@ -179,11 +183,29 @@ def signal_shapes(controls: Mapping, cfg: AnalysisConfig) -> list[dict]:
         for value, label, view in splits:
             edges, counts = view.axes[0].edges, np.clip(view.values(), 0.0, None)
             q1, median, q3 = _histogram_quantiles(edges, counts, (0.25, 0.5, 0.75))
-            rows.append({
-                "control": control.variable, "split_by": control.split_by, "category": value, "label": label,
+            row = {
+                "control": control.key, "split_by": control.split_by, "category": value, "label": label,
                 "signal_in_range": float(counts.sum()), "median": median, "q1": q1, "q3": q3,
-            })  # fmt: skip
+            }  # fmt: skip
+            if control.fit_peak:
+                row["peak_fit"] = _resonance_fit(edges, view.values(), view.variances(), f"{control.key} {label}".strip())
+            rows.append(row)
     return rows
+
+
+def _resonance_fit(edges: np.ndarray, values: np.ndarray, variances: np.ndarray, what: str) -> dict | None:
+    """Breit-Wigner fit of a signal distribution as a dict; None (logged) when it cannot be fitted."""
+    from kvv.peaks import fit_resonance
+
+    if values.sum() <= 0:
+        return None
+    # the fit needs counts: weighted MC enters as its effective number of events
+    scale = values.sum() / variances.sum()
+    try:
+        return dataclasses.asdict(fit_resonance(edges, values * scale, variances * scale**2))
+    except ValueError as exc:
+        log.warning("signal peak fit of %s: %s", what, exc)
+        return None
 
 
 def _histogram_quantiles(edges: np.ndarray, counts: np.ndarray, qs: tuple[float, ...]) -> list[float]:
@@ -196,10 +218,17 @@ def _histogram_quantiles(edges: np.ndarray, counts: np.ndarray, qs: tuple[float,
 
 
 def signal_shapes_markdown(rows: list[dict]) -> str:
-    lines = ["| control | category | signal in range | median | IQR (q3 - q1) |", "|---|---|---:|---:|---:|"]
+    lines = [
+        "| control | category | signal in range | median | IQR (q3 - q1) | fitted mass | fitted width |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
+        fit = r.get("peak_fit")
+        fitted = (
+            f"{fit['mean']:.4f} ± {fit['mean_error']:.4f} | {fit['width']:.4f} ± {fit['width_error']:.4f}" if fit else "– | –"
+        )
         lines.append(
-            f"| {r['control']} | {r['label'] or '–'} | {r['signal_in_range']:.4g} | {r['median']:.4g} | {r['q3'] - r['q1']:.4g} |"
+            f"| {r['control']} | {r['label'] or '–'} | {r['signal_in_range']:.4g} | {r['median']:.4g} | {r['q3'] - r['q1']:.4g} | {fitted} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -208,7 +237,7 @@ def validation_plots(controls: Mapping, mc: str, data: str, outdir: Path, fits: 
     """Data against area-normalised MC for each validation-channel histogram (J/psi K+ Mbc, Delta E, proxy BDT2).
 
     ``fits`` maps a histogram name to a fit of the data with ``expected_counts(edges)``
-    (e.g. :class:`kvv.jpsik.MbcPeak`), drawn as a curve with its mean and width.
+    (a :class:`kvv.peaks.PeakFit`), drawn as a curve with its mean and resolution.
     """
     import matplotlib
 

@@ -267,13 +267,13 @@ def stage_validation(cfg: AnalysisConfig, execution: cluster.Execution, args: ar
 
 def _fit_mbc_peaks(mbc: hist.Hist, names: tuple[str, ...]) -> dict:
     """Mbc peak fit per validation sample; a sample too sparse to fit is logged and left out."""
-    from kvv import jpsik
+    from kvv.peaks import fit_mbc_peak
 
     peaks = {}
     for name in names:
         h = mbc[{"dataset": name}]
         try:
-            peaks[name] = jpsik.fit_mbc_peak(h.axes[0].edges, h.values(), endpoint=0.5 * SQRT_S_ON_RESONANCE)
+            peaks[name] = fit_mbc_peak(h.axes[0].edges, h.values(), endpoint=0.5 * SQRT_S_ON_RESONANCE)
         except ValueError as exc:
             log.warning("J/psi K+ Mbc fit of %s: %s", name, exc)
     return peaks

@@ -19,7 +19,7 @@ import numpy as np
 
 from kvv import jpsik, selection
 from kvv.config import AnalysisConfig
-from processors.knunu import KnunuProcessor
+from processors.knunu import KnunuProcessor, keep_track_truth
 
 SCORES = ("bdt1", "bdt2")
 
@@ -58,7 +58,7 @@ class JpsiKProcessor(KnunuProcessor):
         # one stream per sample and chunk: identical proxies on every executor for the same chunking
         rng = np.random.default_rng([validation.seed, zlib.crc32(name.encode()), int(events.metadata["entrystart"])])
         proxy, _, kept = jpsik.signal_proxy(tracks, candidates, rng)
-        proxy_truth = dict(truth, track_mcPDG=truth["track_mcPDG"][kept])
+        proxy_truth = keep_track_truth(truth, kept)
         columns, passed, _ = self._select(events, proxy, photons, proxy_truth, event_number, ones)
 
         scores = {}

@@ -21,6 +21,8 @@ from kvv.columns import PhotonColumns, TrackColumns
 from kvv.config import AnalysisConfig, Sample
 
 MC_EVENT_BRANCHES = ("mcB1Mode", "mcB2Mode", "mcq2")
+TRACK_TRUTH = {"track_mcPDG": "mcPDG", "track_mcMotherPDG": "mcMotherPDG"}  # truth key -> Tracks field
+PHOTON_TRUTH = {"photon_mcPDG": "mcPDG", "photon_mcMotherPDG": "mcMotherPDG"}
 
 
 class KnunuProcessor(processor.ProcessorABC):
@@ -80,7 +82,7 @@ class KnunuProcessor(processor.ProcessorABC):
     def _select(self, events, tracks: TrackColumns, photons: PhotonColumns, truth: dict, event_number, weights):
         """Features of the events passing the preselection, with BDT scores; and the cutflow."""
         cfg = self.cfg
-        columns = self.event_columns(events, tracks, photons)
+        columns = self.event_columns(events, tracks, photons, truth)
         columns["__event__"] = event_number
         columns.update({name: truth[name] for name in MC_EVENT_BRANCHES})
         if cfg.systematics.kaon_pid:
@@ -97,8 +99,8 @@ class KnunuProcessor(processor.ProcessorABC):
             selected.update(bdt.score(cfg.bdt, self.model_dir, selected, selected["__event__"]))
         return selected, passed, cutflow
 
-    def event_columns(self, events: ak.Array, tracks: TrackColumns, photons: PhotonColumns) -> dict[str, np.ndarray]:
-        """Per-event columns of the signal candidate, its ROE and the event shape."""
+    def event_columns(self, events: ak.Array, tracks: TrackColumns, photons: PhotonColumns, truth: dict) -> dict[str, np.ndarray]:
+        """Per-event columns of the signal candidate, its ROE and the event shape (``truth``: see :meth:`clean_objects`)."""
         return features.event_features(
             tracks,
             photons,
@@ -111,10 +113,9 @@ class KnunuProcessor(processor.ProcessorABC):
     def _shifted(self, shift: sy.ObjectShift, sample: Sample, events, tracks, photons, truth, event_number, weights):
         """Columns and weights of the preselected events under one object variation."""
         varied_tracks, varied_photons = sy.vary_objects(shift, tracks, photons, event_number, truth["photon_mcPDG"])
-        varied_truth = dict(truth)
+        varied_truth = truth
         if isinstance(shift.variation, sy.TrackingEfficiencyVariation):
-            keep = sy.track_keep_mask(shift.variation, tracks, event_number)
-            varied_truth["track_mcPDG"] = truth["track_mcPDG"][keep]
+            varied_truth = keep_track_truth(truth, sy.track_keep_mask(shift.variation, tracks, event_number))
         columns, passed, _ = self._select(events, varied_tracks, varied_photons, varied_truth, event_number, weights)
         return columns, weights[passed] * sy.nominal_weights(self.cfg.systematics, columns, sample)
 
@@ -148,12 +149,15 @@ class KnunuProcessor(processor.ProcessorABC):
     def _fill_controls(self, booked: dict, sample: Sample, columns: dict[str, np.ndarray], weights: np.ndarray) -> None:
         nominal = self._nominal_weights(sample, columns, weights)
         for control in self.cfg.controls:
-            split = {} if control.split_by is None else {control.split_by: columns.get(control.split_by)}
-            if control.variable not in columns or any(v is None for v in split.values()):
+            split = [] if control.split_by is None else [control.split_by]
+            if not {control.variable, *split, *control.cuts} <= columns.keys():
                 continue
-            split = {k: np.asarray(v, dtype=np.int64) for k, v in split.items()}
-            booked["controls"][control.name].fill(
-                dataset=sample.name, **split, **{control.variable: columns[control.variable]}, weight=nominal
+            keep = selection.interval_mask(columns, control.cuts) if control.cuts else slice(None)
+            booked["controls"][control.key].fill(
+                dataset=sample.name,
+                **{name: np.asarray(columns[name][keep], dtype=np.int64) for name in split},
+                **{control.variable: columns[control.variable][keep]},
+                weight=nominal[keep],
             )
 
     def _fill_templates(self, booked: dict, sample: Sample, variation: str, columns: dict[str, np.ndarray], weights: np.ndarray) -> None:
@@ -185,14 +189,20 @@ class KnunuProcessor(processor.ProcessorABC):
 
 
 def _truth(events: ak.Array, track_mask: ak.Array, photon_mask: ak.Array, n_events: int) -> dict[str, np.ndarray]:
-    """MC truth the systematics need, aligned with the cleaned objects; sentinels for data."""
+    """MC truth aligned with the cleaned objects (PDG codes of each object and its mother); sentinels for data."""
     fields = set(events.fields)
     out = {}
     for name in MC_EVENT_BRANCHES:
         out[name] = np.asarray(ak.to_numpy(events[name]), dtype=np.float64) if name in fields else np.full(n_events, -1.0)
-    for coll, mask, key in ((events.Tracks, track_mask, "track_mcPDG"), (events.Photons, photon_mask, "photon_mcPDG")):
-        if "mcPDG" in coll.fields:
-            out[key] = np.asarray(ak.to_numpy(ak.flatten(coll.mcPDG[mask])), dtype=np.int64)
-        else:
-            out[key] = np.zeros(int(ak.sum(mask)), dtype=np.int64)
+    for coll, mask, keys in ((events.Tracks, track_mask, TRACK_TRUTH), (events.Photons, photon_mask, PHOTON_TRUTH)):
+        for key, name in keys.items():
+            if name in coll.fields:
+                out[key] = np.asarray(ak.to_numpy(ak.flatten(coll[name][mask])), dtype=np.int64)
+            else:
+                out[key] = np.zeros(int(ak.sum(mask)), dtype=np.int64)
     return out
+
+
+def keep_track_truth(truth: dict[str, np.ndarray], keep: np.ndarray) -> dict[str, np.ndarray]:
+    """``truth`` with its per-track arrays restricted to the tracks ``keep`` marks."""
+    return {**truth, **{key: truth[key][keep] for key in TRACK_TRUTH}}

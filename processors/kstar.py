@@ -39,9 +39,15 @@ class KstarProcessor(KnunuProcessor):
         super().__init__(cfg, model_dir=model_dir, table_dir=table_dir)
         self.cuts = cuts
 
-    def event_columns(self, events: ak.Array, tracks: TrackColumns, photons: PhotonColumns) -> dict[str, np.ndarray]:
+    def event_columns(self, events: ak.Array, tracks: TrackColumns, photons: PhotonColumns, truth: dict) -> dict[str, np.ndarray]:
         columns = kstar.reconstruct_kstar(tracks, photons, selection.beam_columns(events), self.cuts)
         daughters = columns.pop("daughters")  # (n, 6) indices: not a histogram or table column
         columns["has_kaon"] = columns["has_kstar"]  # the preselection's candidate step
         columns["kaon_index"] = daughters[:, 0]
+        # 1 when every daughter has the right MC identity and mother; always 0 in data
+        columns["kstar_truth_matched"] = kstar.truth_matched(
+            columns["kstar_mode"], daughters,
+            tracks.offsets, truth["track_mcPDG"], truth["track_mcMotherPDG"],
+            photons.offsets, truth["photon_mcPDG"], truth["photon_mcMotherPDG"],
+        ).astype(np.int64)  # fmt: skip
         return columns

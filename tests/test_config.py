@@ -68,7 +68,7 @@ def test_split_control_needs_categories_and_unique_names(tmp_path):
     with pytest.raises(ConfigError, match=rf"duplicate controls \['{first}'\]"):
         load_config(path)
     path = _write(tmp_path, lambda raw: raw["controls"].append(dict(raw["controls"][0], split_by="n_tracks", categories={4: "four"})))
-    assert load_config(path).controls[-1].name == f"{first}_by_n_tracks"
+    assert load_config(path).controls[-1].key == f"{first}_by_n_tracks"
 
 
 def test_missing_file_and_bad_yaml(tmp_path):

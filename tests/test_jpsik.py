@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import integrate
 
-from kvv import features, jpsik
+from kvv import features, jpsik, peaks
 from kvv.beams import Beams, boost_matrix
 from kvv.jpsik import JpsiKCuts
 from test_kstar import make_beam, make_photons, make_tracks, p4_of
@@ -184,7 +184,7 @@ def test_mbc_and_delta_e_on_simulation(jpsik_sample):
     assert has.mean() > 0.4
     edges = np.linspace(5.20, 5.30, 201)
     counts, _ = np.histogram(reco["mbc"][has], edges)
-    peak = jpsik.fit_mbc_peak(edges, counts, endpoint=Beams().sqrt_s / 2)
+    peak = peaks.fit_mbc_peak(edges, counts, endpoint=Beams().sqrt_s / 2)
     assert peak.converged
     assert peak.mean == pytest.approx(jpsik.M_BPLUS, abs=max(5 * peak.mean_error, 5e-4))
     # measured 2.50 MeV on 20k events: the track-momentum resolution adds little to the beams
@@ -219,23 +219,3 @@ def test_sm_q2_sampler_matches_the_generator():
     sampled = jpsik.sample_sm_q2(5000, np.random.default_rng(1))
     assert stats.ks_2samp(generated[generated >= 0], sampled).pvalue > 0.01
 
-
-def test_mbc_peak_fit_recovers_a_known_shape():
-    """Gaussian + ARGUS events drawn with known parameters come back within their errors."""
-    from scipy import stats
-
-    rng = np.random.default_rng(4)
-    endpoint, mean, sigma = 5.29, 5.2793, 0.0026
-    background = stats.argus.rvs(1.5, loc=0.0, scale=endpoint, size=400_000, random_state=rng)
-    background = background[background > 5.2]
-    values = np.concatenate([rng.normal(mean, sigma, 5000), background])
-    edges = np.linspace(5.20, 5.30, 101)
-    counts, _ = np.histogram(values, edges)
-    peak = jpsik.fit_mbc_peak(edges, counts, endpoint)
-    assert peak.converged and peak.fit_range == (5.2, 5.3)
-    assert abs(peak.mean - mean) < 3 * peak.mean_error
-    assert abs(peak.sigma - sigma) < 3 * peak.sigma_error
-    assert peak.n_signal == pytest.approx(5000, abs=3 * np.sqrt(5000 + len(background)))
-    assert peak.expected_counts(edges).sum() == pytest.approx(counts.sum(), rel=1e-3)
-    with pytest.raises(ValueError, match="at least 20"):
-        jpsik.fit_mbc_peak(edges, np.where(np.arange(100) == 79, 5, 0), endpoint)
