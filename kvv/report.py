@@ -13,7 +13,7 @@ from pathlib import Path
 import hist
 import numpy as np
 
-from kvv.config import AnalysisConfig
+from kvv.config import AnalysisConfig, ControlHistogram
 
 log = logging.getLogger(__name__)
 
@@ -115,21 +115,21 @@ def control_plots(controls: Mapping, cfg: AnalysisConfig, outdir: Path) -> list[
     outdir.mkdir(parents=True, exist_ok=True)
     written = []
     for control in cfg.controls:
-        h = controls[control.key]
-        if control.split_by is None:
-            views = [(control.key, "", h)]
-        else:
-            views = [
-                (f"{control.key}{value}", label, h[{control.split_by: hist.loc(value)}])
-                for value, label in control.categories.items()
-            ]
-        for stem, label, view in views:
+        for value, label, view in _split_views(control, controls[control.key]):
+            stem = control.key if value is None else f"{control.key}{value}"
             for resonance in ("on", "off"):
                 title = f"{cfg.name}: {resonance}-resonance" + (f", {label}" if label else "")
                 path = _stacked_plot(view, control.variable, cfg, resonance, title, outdir / f"{stem}_{resonance}.png")
                 if path is not None:
                     written.append(path)
     return written
+
+
+def _split_views(control: ControlHistogram, h: hist.Hist) -> list[tuple[int | None, str, hist.Hist]]:
+    """(category value, label, histogram without the split axis) per category; one (None, "", h) unsplit."""
+    if control.split_by is None:
+        return [(None, "", h)]
+    return [(value, label, h[{control.split_by: hist.loc(value)}]) for value, label in control.categories.items()]
 
 
 def _stacked_plot(h, variable: str, cfg: AnalysisConfig, resonance: str, title: str, path: Path) -> Path | None:
@@ -177,10 +177,7 @@ def signal_shapes(controls: Mapping, cfg: AnalysisConfig) -> list[dict]:
     for control in cfg.controls:
         h = controls[control.key]
         h = sum((h[{"dataset": name}] for name in signal[1:]), h[{"dataset": signal[0]}])
-        splits = [(None, "", h)] if control.split_by is None else [
-            (value, label, h[{control.split_by: hist.loc(value)}]) for value, label in control.categories.items()
-        ]
-        for value, label, view in splits:
+        for value, label, view in _split_views(control, h):
             edges, counts = view.axes[0].edges, np.clip(view.values(), 0.0, None)
             q1, median, q3 = _histogram_quantiles(edges, counts, (0.25, 0.5, 0.75))
             row = {
@@ -218,6 +215,7 @@ def _histogram_quantiles(edges: np.ndarray, counts: np.ndarray, qs: tuple[float,
 
 
 def signal_shapes_markdown(rows: list[dict]) -> str:
+    """Markdown table of :func:`signal_shapes` rows."""
     lines = [
         "| control | category | signal in range | median | IQR (q3 - q1) | fitted mass | fitted width |",
         "|---|---|---:|---:|---:|---:|---:|",
