@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--awkward-events", type=int, default=200_000, help="events for (d) (and (b) on the same events)")
     p.add_argument("--pandas-events", type=int, default=50_000, help="events for (c) (and (b) on the same events)")
     p.add_argument("--systematics-events", type=int, default=200_000, help="events for the cost of the systematic variations")
+    p.add_argument("--overhead-events", type=int, default=500_000, help="events (whole datasets) for the Dask per-task overhead")
     p.add_argument("--memory-chunksizes", default="50000,100000,200000")
     p.add_argument("--memory-dataset-chunks", default="1,2,4", help="dataset sizes, in chunks of the largest chunk size")
     p.add_argument("--output", type=Path, default=Path("outputs/benchmarks"))
@@ -45,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
 def quick_defaults(args: argparse.Namespace) -> None:
     """Scale everything down for a smoke run."""
     args.events, args.repeats, args.chunksize = 20_000, 2, 5_000
-    args.awkward_events, args.pandas_events, args.systematics_events = 5_000, 2_000, 5_000
+    args.awkward_events, args.pandas_events, args.systematics_events, args.overhead_events = 5_000, 2_000, 5_000, 5_000
     args.memory_chunksizes, args.memory_dataset_chunks = "5000,10000,20000", "1,2,3"
 
 
@@ -160,7 +161,10 @@ def main(argv: list[str] | None = None) -> int:
         guarded(results, "systematics", lambda: systematics_cost(args, fileset, model_dir))
     if "scaling" in args.only:
         small = max(1000, args.chunksize // 50)
-        guarded(results, "scaling", lambda: scaling.run(args.events, workers, args.chunksize, tiny_chunksize=small))
+        guarded(
+            results, "scaling",
+            lambda: scaling.run(args.events, workers, args.chunksize, tiny_chunksize=small, overhead_events=args.overhead_events),
+        )  # fmt: skip
     if "memory" in args.only:
         sizes = [int(c) for c in args.memory_chunksizes.split(",")]
         guarded(results, "memory", lambda: memory.run(args.events, sizes, [int(n) for n in args.memory_dataset_chunks.split(",")]))

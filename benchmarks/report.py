@@ -149,7 +149,7 @@ def markdown(results: dict) -> str:
         lines += _table(["executor", "workers", "seconds", "events/s", "efficiency"],
                         [[r["executor"], r["workers"], r["seconds"], r["events_per_s"], r["efficiency"]] for r in scaling["workers"]])  # fmt: skip
         o = scaling["dask_task_overhead"]
-        lines += ["", f"Dask per-task overhead (1 worker): {o['tasks_small']} chunks of {o['small_chunksize']} in {o['seconds_small']:.2f} s "
+        lines += ["", f"Dask per-task overhead (1 worker, {o['events']} events): {o['tasks_small']} chunks of {o['small_chunksize']} in {o['seconds_small']:.2f} s "
                   f"vs {o['tasks_large']} chunks of {o['large_chunksize']} in {o['seconds_large']:.2f} s -> **{1e3 * o['overhead_per_task_s']:.1f} ms per task**."]  # fmt: skip
     mem = results.get("memory")
     if mem:

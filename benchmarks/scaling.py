@@ -45,7 +45,21 @@ def worker_scaling(fileset: dict, proc: KnunuProcessor, n_events: int, workers: 
     return rows
 
 
-def task_overhead(fileset: dict, proc: KnunuProcessor, n_events: int, small: int, large: int, repeats: int) -> dict:
+def subset(fileset: dict, n_events: int) -> dict:
+    """The largest datasets of ``fileset``, whole, until they hold at least ``n_events``.
+
+    Large datasets give the tiny-chunk run many chunks per file, as a real run has.
+    """
+    sizes = {name: sum(c.n_events for c in chain.chunks({name: spec}, 10**9)) for name, spec in fileset.items()}
+    out, total = {}, 0
+    for name in sorted(sizes, key=sizes.get, reverse=True):
+        if total >= n_events:
+            break
+        out[name], total = fileset[name], total + sizes[name]
+    return out
+
+
+def task_overhead(fileset: dict, proc: KnunuProcessor, small: int, large: int, repeats: int) -> dict:
     """Per-task cost of the Dask executor: many tiny chunks against few big ones, same events, 1 worker."""
     n_small = len(chain.chunks(fileset, small))
     n_large = len(chain.chunks(fileset, large))
@@ -58,13 +72,15 @@ def task_overhead(fileset: dict, proc: KnunuProcessor, n_events: int, small: int
         "tasks_large": n_large,
         "seconds_small": t_small,
         "seconds_large": t_large,
-        "overhead_per_task_s": max(t_small - t_large, 0.0) / max(n_small - n_large, 1),
-        "events": n_events,
+        "overhead_per_task_s": max(t_small - t_large, 0.0) / (n_small - n_large) if n_small > n_large else float("nan"),
+        "events": sum(c.n_events for c in chain.chunks(fileset, large)),
     }
 
 
-def run(n_events: int, workers: list[int], chunksize: int, repeats: int = 1, tiny_chunksize: int = 2000) -> dict:
-    """Scaling table and per-task overhead on the benchmark samples of ``n_events``."""
+def run(
+    n_events: int, workers: list[int], chunksize: int, repeats: int = 1, tiny_chunksize: int = 2000, overhead_events: int = 500_000
+) -> dict:
+    """Scaling table on the benchmark samples of ``n_events``; per-task overhead on about ``overhead_events`` of them."""
     cfg = chain.benchmark_config(n_events)
     fileset = chain.ensure_samples(cfg, max(workers))
     proc = KnunuProcessor(cfg, model_dir=chain.ensure_models(cfg, fileset, max(workers)))
@@ -73,7 +89,7 @@ def run(n_events: int, workers: list[int], chunksize: int, repeats: int = 1, tin
         "events": total,
         "chunksize": chunksize,
         "workers": worker_scaling(fileset, proc, total, workers, chunksize, repeats),
-        "dask_task_overhead": task_overhead(fileset, proc, total, tiny_chunksize, chunksize, repeats),
+        "dask_task_overhead": task_overhead(subset(fileset, overhead_events), proc, tiny_chunksize, chunksize, repeats),
     }
 
 
@@ -83,8 +99,10 @@ def main() -> None:
     p.add_argument("--workers", default="1,2", help="comma-separated worker counts")
     p.add_argument("--chunksize", type=int, default=100_000)
     p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--overhead-events", type=int, default=500_000, help="events (whole datasets) for the per-task overhead")
     args = p.parse_args()
-    result = run(args.events, [int(w) for w in args.workers.split(",")], args.chunksize, args.repeats)
+    workers = [int(w) for w in args.workers.split(",")]
+    result = run(args.events, workers, args.chunksize, args.repeats, overhead_events=args.overhead_events)
     print(json.dumps(result, indent=2))
 
 
