@@ -37,6 +37,7 @@ import numpy as np
 from numba import njit
 
 from kvv.beams import Beams
+from kvv.kinematics import invariant_mass
 from kvv.eventformat import Process
 from kvv.simulate.decaytable import FLAVOURS, Tables, load_decay_table
 from kvv.simulate.phasespace import (
@@ -159,11 +160,6 @@ def four_momentum_balance(events: GeneratedEvents) -> np.ndarray:
     """Per event, max |sum of stable-particle four-momenta - initial state| / sqrt(s)."""
     sums = np.add.reduceat(events.p4, events.offsets[:-1], axis=0)
     return np.max(np.abs(sums - events.initial_p4), axis=1) / invariant_mass(events.initial_p4)
-
-
-def invariant_mass(p4: np.ndarray) -> np.ndarray:
-    """Invariant mass of (..., 4) four-vectors (E, px, py, pz)."""
-    return np.sqrt(p4[..., 0] ** 2 - np.sum(p4[..., 1:] ** 2, axis=-1))
 
 
 @njit(cache=True)
