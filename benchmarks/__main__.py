@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--memory-chunksizes", default="50000,100000,200000")
     p.add_argument("--memory-dataset-chunks", default="1,2,4", help="dataset sizes, in chunks of the largest chunk size")
     p.add_argument("--output", type=Path, default=Path("outputs/benchmarks"))
+    p.add_argument("--update-readme", action="store_true", help="also write this run's tables into benchmarks/README.md")
     return p
 
 
@@ -95,10 +96,10 @@ def throughput(args: argparse.Namespace, fileset: dict, proc: KnunuProcessor, re
         part = chain.subset(fileset, events, args.chunksize)
         n = sum(c.n_events for c in part)
         reference, _ = chain.run_staged(proc, part)  # also the warm-up of (b) on these events
-        wall_b, cpu_b = repeated(lambda: chain.run_staged(proc, part), args.repeats)
+        wall_b, _cpu_b = repeated(lambda part=part: chain.run_staged(proc, part), args.repeats)
         other = run(proc, part)  # warm-up and the output to compare
         repeats = 1 if key == "pandas" else max(1, args.repeats // 2)  # slow; 1 repeat keeps the suite bounded
-        wall, cpu = repeated(lambda: run(proc, part), repeats)
+        wall, cpu = repeated(lambda run=run, part=part: run(proc, part), repeats)
         out[key] = {**rate_entry(n, wall, cpu, repeats), "speedup_of_chain": wall / wall_b, "chain_events_per_s_same_events": n / wall_b}
         agreement[f"({'d' if key == 'awkward' else 'c'}) {key} vs (b)"] = {"events": n, **chain.compare(reference, other)}
 
@@ -110,7 +111,7 @@ def systematics_cost(args: argparse.Namespace, fileset: dict, model_dir: Path) -
     for kind in ("none", "weight", "all"):
         proc = KnunuProcessor(chain.benchmark_config(args.events, systematics=kind), model_dir=model_dir)
         chain.run_staged(proc, part[:1])  # warm-up
-        wall, cpu = repeated(lambda: chain.run_staged(proc, part), max(1, args.repeats // 2))
+        wall, cpu = repeated(lambda proc=proc: chain.run_staged(proc, part), max(1, args.repeats // 2))
         out[kind] = {"seconds": wall, "cpu_seconds": cpu, "variations": len(proc.cfg.systematics.object_variations)}
     for kind in ("weight", "all"):
         out[kind]["relative_to_nominal"] = out[kind]["seconds"] / out["none"]["seconds"]
@@ -137,7 +138,9 @@ def guarded(results: dict, key: str, fn) -> None:
         results[key] = fn()
     except Exception as exc:  # the other engineers' benchmarks may be in progress
         traceback.print_exc()
-        results.setdefault("notes", []).append(f"{key}: skipped, {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
+        results.setdefault("notes", []).append(
+            f"{key}: skipped, {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -182,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     json_path, md_path = report.write(results, args.output)
     print(md_path.read_text())
     print(f"written: {json_path}, {md_path}")
+    if args.update_readme:
+        print(f"written: {report.update_readme(results)}")
     return 0
 
 

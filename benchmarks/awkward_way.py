@@ -1,6 +1,6 @@
 """(d) kvv's features with plain awkward-array code instead of the numba kernels.
 
-Same algorithms as :mod:`kvv.kinematics` and :mod:`kvv.eventshape`, written as
+Same algorithms as :mod:`kvv.physics.kinematics` and :mod:`kvv.physics.eventshape`, written as
 an awkward user would: jagged broadcasting for boosts and ROE sums,
 ``ak.combinations`` for Fox-Wolfram pairs, and for thrust the same exact
 enumeration (up to ``EXACT_THRUST_MAX_N`` objects) and seeded iteration on
@@ -17,11 +17,11 @@ import itertools
 import awkward as ak
 import numpy as np
 
-from kvv import eventshape as es
 from kvv import features
-from kvv.columns import BeamColumns, PhotonColumns, TrackColumns
 from kvv.config import Preselection
-from kvv.kinematics import M_KAON, M_PION
+from kvv.physics import eventshape as es
+from kvv.physics.columns import BeamColumns, PhotonColumns, TrackColumns
+from kvv.physics.kinematics import M_KAON, M_PION
 
 THRUST_BLOCK = 4096  # events per block: bounds the (events, 2^(n-1), 3) temporaries of exact thrust
 
@@ -321,7 +321,5 @@ def event_features(
         "roe_n_photons": n_photons.astype(np.float64),
         "n_photons": n_photons.astype(np.int64),
     }
-    features.add_event_shape(
-        columns, preselection, lambda m: _event_shape(cms[m], roe[m], np.ascontiguousarray(kaon_p4[m, 1:]))
-    )
+    features.add_event_shape(columns, preselection, lambda m: _event_shape(cms[m], roe[m], np.ascontiguousarray(kaon_p4[m, 1:])))
     return columns

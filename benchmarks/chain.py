@@ -22,10 +22,12 @@ import yaml
 from coffea import processor
 from coffea.nanoevents import NanoEventsFactory
 
-from kvv import bdt, features, histograms, inputs, selection
+from kvv import bdt, features, histograms, selection
 from kvv.config import ANALYSIS_CONFIG_DIR, AnalysisConfig, load_config
 from kvv.eventformat import PHOTONS, TRACKS
-from kvv.schema import Belle2Schema
+from kvv.io import inputs
+from kvv.io.schema import Belle2Schema
+from kvv.simulate import generate_missing
 from processors import knunu
 from processors.knunu import KnunuProcessor
 
@@ -103,7 +105,7 @@ def ensure_samples(cfg: AnalysisConfig, workers: int = 1) -> dict:
         with ProcessPoolExecutor(max_workers=workers) as pool:
             return list(pool.map(_generate, tasks))
 
-    inputs.generate_missing(cfg, cfg.samples, submit)
+    generate_missing(cfg, cfg.samples, submit)
     return inputs.fileset(inputs.collect_inputs(cfg, cfg.samples), cfg)
 
 
@@ -127,9 +129,7 @@ def ensure_models(cfg: AnalysisConfig, fileset: dict, workers: int = 1) -> Path:
     data = [t for name, t in tables.items() if fileset[name]["metadata"]["is_data"]]
     mc = pd.concat([t for name, t in tables.items() if not fileset[name]["metadata"]["is_data"]], ignore_index=True)
     mc["is_signal"] = mc["sample"] == "signal"
-    bdt.train_all(
-        mc, cfg.bdt, model_dir, config_hash="benchmark", offres_table=pd.concat(data, ignore_index=True), diagnostics=False
-    )
+    bdt.train_all(mc, cfg.bdt, model_dir, config_hash="benchmark", offres_table=pd.concat(data, ignore_index=True), diagnostics=False)
     return model_dir
 
 
@@ -292,7 +292,9 @@ def compare(reference: dict, other: dict, rtol: float = 1e-9) -> dict:
                 checked += 1
                 if not np.allclose(a, b, rtol=rtol, atol=0.0):
                     worst = np.max(np.abs(a - b) / np.maximum(np.abs(a), 1e-300))
-                    mismatches.append(f"{group}/{name} {what}: {np.sum(~np.isclose(a, b, rtol=rtol, atol=0.0))} bins differ, worst rel {worst:.3g}")
+                    mismatches.append(
+                        f"{group}/{name} {what}: {np.sum(~np.isclose(a, b, rtol=rtol, atol=0.0))} bins differ, worst rel {worst:.3g}"
+                    )
     return {"identical": not mismatches, "checked": checked, "mismatches": mismatches}
 
 

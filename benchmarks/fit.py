@@ -41,9 +41,13 @@ def run_kvv(spec: dict) -> dict:
     res, t, err = _timed(lambda: mle(lh, minos=False))
     out["warmup_mle"] = {"seconds": t, "error": err}
     res, t, err = _timed(lambda: mle(lh, minos=False))
-    out["mle"] = {"seconds": t, "mu": res.bestfit[lh.poi_index] if res else None,
-                  "sigma": res.uncertainty[lh.poi_index] if res else None,
-                  "optimizer": res.optimizer if res else None, "error": err}
+    out["mle"] = {
+        "seconds": t,
+        "mu": res.bestfit[lh.poi_index] if res else None,
+        "sigma": res.uncertainty[lh.poi_index] if res else None,
+        "optimizer": res.optimizer if res else None,
+        "error": err,
+    }
     res, t, err = _timed(lambda: mle(lh, minos=True))
     out["mle_minos"] = {"seconds": t, "minos": res.minos[lh.poi_name] if res else None, "error": err}
     sig, t, err = _timed(lambda: significance(lh))
@@ -72,9 +76,7 @@ def run_plain(spec: dict, with_limit: bool = False) -> dict:
     res, t, err = _timed(discovery_z)
     out["significance"] = {"seconds": t, "Z": res, "error": err}
     if with_limit:
-        res, t, err = _timed(
-            lambda: pyhf.infer.intervals.upper_limits.toms748_scan(data, model, 0.0, 10.0, level=0.10, rtol=1e-3)
-        )
+        res, t, err = _timed(lambda: pyhf.infer.intervals.upper_limits.toms748_scan(data, model, 0.0, 10.0, level=0.10, rtol=1e-3))
         out["limit90"] = {"seconds": t, "mu_up": float(res[0]) if res is not None else None, "error": err}
     else:
         out["limit90"] = {"seconds": None, "mu_up": None, "error": "skipped (use --plain-limit)"}

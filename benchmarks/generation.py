@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from kvv.beams import Beams
 from kvv.eventformat import Process
+from kvv.physics.beams import Beams
 from kvv.simulate import generate_events, generate_sample, simulate_detector
 
 

@@ -25,8 +25,8 @@ MEMORY_PROCESS = "charged"  # most tracks per event among the large samples: the
 
 def memory_sample(n_events: int, directory: Path) -> Path:
     """One file of ``n_events`` charged B events (generated once, reused)."""
-    from kvv.beams import Beams
     from kvv.eventformat import Process
+    from kvv.physics.beams import Beams
     from kvv.simulate import generate_sample
 
     path = directory / f"memory_{MEMORY_PROCESS}_{n_events}.root"
@@ -47,7 +47,7 @@ def _peak_sampler(stop: threading.Event, peak: list[int]) -> None:
 
 def _vm_hwm_kib() -> int:
     """Peak resident set of this process since exec, from /proc (Linux)."""
-    line = next(l for l in Path("/proc/self/status").read_text().splitlines() if l.startswith("VmHWM:"))
+    line = next(row for row in Path("/proc/self/status").read_text().splitlines() if row.startswith("VmHWM:"))
     return int(line.split()[1])
 
 
@@ -70,7 +70,9 @@ def child(config: str, sample: str, chunksize: int, n_chunks: int) -> dict:
     sampler = threading.Thread(target=_peak_sampler, args=(stop, peak), daemon=True)
     sampler.start()
     fileset = {MEMORY_PROCESS: {"files": {sample: "events"}, "metadata": {"weight": 1.0, "resonance": "on", "is_data": False}}}
-    runner = processor.Runner(executor=processor.IterativeExecutor(status=False), schema=chain.Belle2Schema, chunksize=chunksize, maxchunks=n_chunks)
+    runner = processor.Runner(
+        executor=processor.IterativeExecutor(status=False), schema=chain.Belle2Schema, chunksize=chunksize, maxchunks=n_chunks
+    )
     out = runner(fileset, KnunuProcessor(cfg, model_dir=model_dir), treename="events")
     stop.set()
     sampler.join()

@@ -20,11 +20,11 @@ import uproot
 from benchmarks import awkward_way
 from benchmarks.chain import PHOTON_FIELDS, TRACK_FIELDS, Chunk
 from kvv import bdt, features, histograms, selection
-from kvv import eventshape as es
-from kvv.columns import BeamColumns
 from kvv.config import AnalysisConfig, Sample
 from kvv.eventformat import PHOTONS, TRACKS
-from kvv.kinematics import M_KAON, M_PION
+from kvv.physics import eventshape as es
+from kvv.physics.columns import BeamColumns
+from kvv.physics.kinematics import M_KAON, M_PION
 from processors.knunu import KnunuProcessor
 
 EVENT_BRANCHES = ["__event__", "beamE", "beamPx", "beamPy", "beamPz"]
@@ -81,9 +81,7 @@ def _objects(tracks: pd.DataFrame, photons: pd.DataFrame, kaon: np.ndarray, even
     """CMS and lab four-vectors of kaon, other tracks and photons, sorted kaon-first per event."""
     is_kaon = tracks.pos.to_numpy() == kaon[tracks.index.to_numpy()]
     mass = np.where(is_kaon, M_KAON, M_PION)
-    trk = pd.DataFrame(
-        {"px": tracks.px, "py": tracks.py, "pz": tracks.pz, "order": np.where(is_kaon, -1, tracks.pos)}, index=tracks.index
-    )
+    trk = pd.DataFrame({"px": tracks.px, "py": tracks.py, "pz": tracks.pz, "order": np.where(is_kaon, -1, tracks.pos)}, index=tracks.index)
     trk["e"] = np.sqrt(trk.px**2 + trk.py**2 + trk.pz**2 + mass**2)
     sin_theta = np.sin(photons.theta)
     gam = pd.DataFrame(
@@ -121,7 +119,9 @@ def _sum4(obj: pd.DataFrame, n_events: int, cols: tuple[str, ...]) -> np.ndarray
 CMS = ("e_cms", "px_cms", "py_cms", "pz_cms")
 
 
-def preselection_columns(events: pd.DataFrame, tracks: pd.DataFrame, photons: pd.DataFrame, cfg: AnalysisConfig) -> tuple[dict, pd.DataFrame]:
+def preselection_columns(
+    events: pd.DataFrame, tracks: pd.DataFrame, photons: pd.DataFrame, cfg: AnalysisConfig
+) -> tuple[dict, pd.DataFrame]:
     """Cheap per-event columns (kinematics, track quantities) and the object table."""
     n = len(events)
     kaon = _kaon_index(tracks, n, cfg)
@@ -203,9 +203,9 @@ def _fox_wolfram(roe: pd.DataFrame, n: int) -> np.ndarray:
     pairs = pairs[pairs.pos_a < pairs.pos_b]
     c = pairs.ux_a * pairs.ux_b + pairs.uy_a * pairs.uy_b + pairs.uz_a * pairs.uz_b
     w = pairs.p_a * pairs.p_b
-    sums = pd.DataFrame({l: w * pl for l, pl in enumerate(awkward_way._legendre(c))}).groupby(pairs.entry).sum()
+    sums = pd.DataFrame({ell: w * pl for ell, pl in enumerate(awkward_way._legendre(c))}).groupby(pairs.entry).sum()
     diagonal = _per_event((u.p * u.p).groupby(u.entry).sum(), n)
-    return np.stack([diagonal + 2.0 * _per_event(sums[l], n) for l in range(es.FW_LMAX + 1)], axis=1)
+    return np.stack([diagonal + 2.0 * _per_event(sums[ell], n) for ell in range(es.FW_LMAX + 1)], axis=1)
 
 
 def _to_kaon_axis(roe: pd.DataFrame, kaon_p3: np.ndarray) -> pd.DataFrame:
@@ -220,12 +220,12 @@ def _to_kaon_axis(roe: pd.DataFrame, kaon_p3: np.ndarray) -> pd.DataFrame:
 
 def _cones_and_legendre(roe: pd.DataFrame, kaon_p3: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     t = _to_kaon_axis(roe, kaon_p3)
-    h_so = pd.DataFrame({l: t.p * pl for l, pl in enumerate(awkward_way._legendre(t.c))}).groupby(level=0).sum()
+    h_so = pd.DataFrame({ell: t.p * pl for ell, pl in enumerate(awkward_way._legendre(t.c))}).groupby(level=0).sum()
     cone = (t.c.abs().to_numpy()[:, None] <= es._CONE_EDGES[None, :]).sum(axis=1)
     cones = t.p.groupby([t.index, cone]).sum().unstack(fill_value=0.0)
     return (
         np.stack([_per_event(cones[k], n) if k in cones else np.zeros(n) for k in range(es.N_CLEO_CONES)], axis=1),
-        np.stack([_per_event(h_so[l], n) for l in range(es.FW_LMAX + 1)], axis=1),
+        np.stack([_per_event(h_so[ell], n) for ell in range(es.FW_LMAX + 1)], axis=1),
     )
 
 

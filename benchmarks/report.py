@@ -13,7 +13,10 @@ PACKAGES = ("kvv", "numpy", "numba", "awkward", "uproot", "coffea", "pandas", "h
 
 def machine() -> dict:
     """CPU model, cores, memory, load average now and package versions."""
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), platform.processor())
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
+        platform.processor(),
+    )
     mem_kb = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal"))
     versions = {}
     for name in PACKAGES:
@@ -125,13 +128,18 @@ def markdown(results: dict) -> str:
                        ("pandas", "(c) pandas way")):  # fmt: skip
         t = results.get("throughput", {}).get(key)
         if t:
-            rows.append([label, t["events"], t["events_per_s_per_core"], t.get("events_per_cpu_s"), t.get("speedup_of_chain"), t["repeats"]])
+            rows.append(
+                [label, t["events"], t["events_per_s_per_core"], t.get("events_per_cpu_s"), t.get("speedup_of_chain"), t["repeats"]]
+            )
     lines += _table(["what", "events", "events/s/core (wall)", "events/CPU-s", "(b) speed-up on same events", "repeats"], rows)
     stages = results.get("stages")
     if stages:
         total = sum(stages.values())
         lines += ["", "## Stages of (b)", ""]
-        lines += _table(["stage", "seconds", "share", "µs/event"], [[k, v, v / total, 1e6 * v / results["throughput"]["chain_staged"]["events"]] for k, v in stages.items()])
+        lines += _table(
+            ["stage", "seconds", "share", "µs/event"],
+            [[k, v, v / total, 1e6 * v / results["throughput"]["chain_staged"]["events"]] for k, v in stages.items()],
+        )
     agreement = results.get("agreement")
     if agreement:
         lines += ["", "## Agreement of the outputs (cutflow counts exact; sum w, sum w² per bin to 1e-9 relative)", ""]
@@ -154,14 +162,28 @@ def markdown(results: dict) -> str:
     mem = results.get("memory")
     if mem:
         lines += ["", "## Worker memory (fresh process per point, iterative executor)", ""]
-        rows = [["chunk size", r["chunksize"], r["chunks"], r["events"], r["baseline_rss_mb"], r["peak_rss_mb"], r["peak_rss_sampled_mb"]] for r in mem["vs_chunksize"]]
-        rows += [["dataset size", r["chunksize"], r["chunks"], r["events"], r["baseline_rss_mb"], r["peak_rss_mb"], r["peak_rss_sampled_mb"]] for r in mem["vs_dataset"]]
-        lines += _table(["series", "chunk size", "chunks", "events", "baseline RSS MB", "peak RSS MB (VmHWM)", "peak RSS MB (sampled)"], rows)
+        rows = [
+            ["chunk size", r["chunksize"], r["chunks"], r["events"], r["baseline_rss_mb"], r["peak_rss_mb"], r["peak_rss_sampled_mb"]]
+            for r in mem["vs_chunksize"]
+        ]
+        rows += [
+            ["dataset size", r["chunksize"], r["chunks"], r["events"], r["baseline_rss_mb"], r["peak_rss_mb"], r["peak_rss_sampled_mb"]]
+            for r in mem["vs_dataset"]
+        ]
+        lines += _table(
+            ["series", "chunk size", "chunks", "events", "baseline RSS MB", "peak RSS MB (VmHWM)", "peak RSS MB (sampled)"], rows
+        )
     for key, title in (("generation", "Generation (benchmarks/generation.py)"), ("fit", "Fit (benchmarks/fit.py)")):
         if key in results:
             lines += ["", f"## {title}", "", "```", json.dumps(results[key], indent=1, default=str)[:3000], "```"]
     lines += ["", "## Goals", ""]
-    lines += _table(["goal", "measured", "target", "met"], [[g["goal"], g["value"], f"{'≥' if g.get('higher_is_better', True) else '≤'} {g['target']} {g['unit']}", g["met"]] for g in results["goals"]])
+    lines += _table(
+        ["goal", "measured", "target", "met"],
+        [
+            [g["goal"], g["value"], f"{'≥' if g.get('higher_is_better', True) else '≤'} {g['target']} {g['unit']}", g["met"]]
+            for g in results["goals"]
+        ],
+    )
     note = results.get("slurm_note")
     if note:
         lines += ["", "## 1 ab⁻¹ of MC on 1000 SLURM cores (extrapolated)", ""]
@@ -178,3 +200,18 @@ def write(results: dict, directory: Path) -> tuple[Path, Path]:
     js.write_text(json.dumps(results, indent=2, default=str))
     md.write_text(markdown(results))
     return js, md
+
+
+README = Path(__file__).resolve().parent / "README.md"
+RESULTS_BEGIN = "<!-- benchmark-results: written by `python -m benchmarks --update-readme` -->"
+RESULTS_END = "<!-- end benchmark-results -->"
+
+
+def update_readme(results: dict, readme: Path = README) -> Path:
+    """Replace the latest-run tables of ``benchmarks/README.md`` by this run's."""
+    text = readme.read_text()
+    head, rest = text.split(RESULTS_BEGIN)
+    _, tail = rest.split(RESULTS_END)
+    tables = markdown(results).removeprefix("# kvv benchmarks\n").replace("\n## ", "\n#### ").replace("\n### ", "\n#### ")
+    readme.write_text(f"{head}{RESULTS_BEGIN}\n\n{tables.strip()}\n{RESULTS_END}{tail}")
+    return readme

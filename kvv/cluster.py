@@ -28,16 +28,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from coffea import processor
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from kvv.config import ConfigError
+from kvv.config.cluster import DEFAULT_SLURM_CONFIG, SlurmConfig, load_slurm_config
 
 log = logging.getLogger(__name__)
 
 EXECUTORS = ("iterative", "futures", "dask", "slurm")
-DEFAULT_SLURM_CONFIG = Path("cluster/slurm.yaml")
 DEFAULT_DASHBOARD = "127.0.0.1:0"
 DEFAULT_RETRIES = 3
 
@@ -72,64 +70,6 @@ class Execution:
         if self.client is None:
             return dict(self.static_info)
         return {**self.static_info, **recomputed_tasks(self.client, since=self.started)}
-
-
-# --------------------------------------------------------------------------- SLURM configuration
-
-
-class SlurmConfig(BaseModel):
-    """``cluster/slurm.yaml``: one worker job's resources and the scaling limits."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    partition: str | None = None
-    account: str | None = None
-    cores: int = Field(1, ge=1, description="cores per worker job")
-    processes: int = Field(1, ge=1, description="Dask worker processes per job")
-    memory: str = Field("2GB", description="memory per worker job, e.g. 4GB")
-    walltime: str = "01:00:00"
-    job_name: str = "kvv-worker"
-    job_extra_directives: list[str] = Field(default_factory=list, description="further '#SBATCH' options")
-    job_script_prologue: list[str] = Field(default_factory=list, description="shell lines before the worker starts")
-    log_directory: str = "logs/slurm"
-    shared_temp_directory: str = Field("~/.cache/kvv", description="where worker jobs read the run's TLS files")
-    interface: str | None = None
-    local_directory: str | None = None
-    min_jobs: int = Field(1, ge=1)
-    max_jobs: int = Field(4, ge=1)
-    worker_timeout: float = Field(300.0, gt=0, description="seconds to wait for the first worker")
-
-    @model_validator(mode="after")
-    def _scaling_limits(self) -> SlurmConfig:
-        if self.min_jobs > self.max_jobs:
-            raise ValueError(f"min_jobs ({self.min_jobs}) is larger than max_jobs ({self.max_jobs})")
-        return self
-
-
-def load_slurm_config(path: str | Path, **overrides: Any) -> SlurmConfig:
-    """Read and validate the SLURM YAML; ``overrides`` that are not None win."""
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except OSError as exc:
-        raise ClusterError(f"{path}: cannot read ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        raise ClusterError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
-    if not isinstance(raw, dict):
-        raise ClusterError(f"{path}: expected a mapping of settings, got {type(raw).__name__}")
-    raw.update({k: v for k, v in overrides.items() if v is not None})
-    try:
-        return SlurmConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise ClusterError(f"{path}: {_first_error(exc)}") from None
-
-
-def _first_error(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-    if err["type"] == "extra_forbidden":
-        return f"unknown key '{where}' (known: {', '.join(SlurmConfig.model_fields)})"
-    return f"{where}: {err['msg']}"
 
 
 # --------------------------------------------------------------------------- CLI
@@ -236,7 +176,7 @@ def execution(
         with local_dask_client(workers, secure=not insecure, dashboard_address=dashboard_address) as client:
             yield dask_execution(name, client, status=status, retries=retries, dashboard_address=dashboard_address)
     else:
-        cfg = slurm or (load_slurm_config(DEFAULT_SLURM_CONFIG) if DEFAULT_SLURM_CONFIG.exists() else SlurmConfig())
+        cfg = slurm or load_slurm_config()
         with _sigterm_as_exit(), slurm_client(cfg, secure=not insecure, dashboard_address=dashboard_address) as client:
             info = {"slurm": cfg.model_dump(mode="json"), "log_directory": str(_log_directory(cfg))}
             yield dask_execution(
@@ -303,9 +243,7 @@ def local_dask_client(workers: int, *, secure: bool = True, dashboard_address: s
 
     kwargs = dict(security=Security.temporary(), protocol="tls://") if secure else {}
     with (
-        LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=dashboard_address, **kwargs
-        ) as cluster,
+        LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=dashboard_address, **kwargs) as cluster,
         Client(cluster, security=kwargs.get("security")) as client,
     ):
         yield client
@@ -314,9 +252,7 @@ def local_dask_client(workers: int, *, secure: bool = True, dashboard_address: s
 # --------------------------------------------------------------------------- attaching to a running scheduler
 
 
-def client_security(
-    scheduler: str, tls_ca: str | None, tls_cert: str | None, tls_key: str | None, *, insecure: bool = False
-) -> Any:
+def client_security(scheduler: str, tls_ca: str | None, tls_cert: str | None, tls_key: str | None, *, insecure: bool = False) -> Any:
     """TLS settings for a client of ``scheduler``; refuses plain tcp:// unless ``insecure``."""
     from distributed.security import Security
 
@@ -450,7 +386,7 @@ def _slurm_cluster(cfg: SlurmConfig, security: Any, dashboard_address: str) -> I
 
 def preflight(job_script: str) -> None:
     """Let sbatch check the worker job without submitting it, for a one-line error now."""
-    proc = subprocess.run(["sbatch", "--test-only"], input=job_script, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(["sbatch", "--test-only"], input=job_script, capture_output=True, text=True, timeout=60, check=False)
     if proc.returncode != 0:
         lines = [line.strip().removeprefix("sbatch: error: ") for line in proc.stderr.splitlines() if line.strip()]
         reason = "; ".join(dict.fromkeys(lines)) or f"sbatch exit status {proc.returncode}"
@@ -472,8 +408,9 @@ def job_states(cluster: Any) -> str:
     ids = [str(job.job_id) for job in list(cluster.workers.values()) if getattr(job, "job_id", None)]
     if not ids:
         return ""
+    # the states only decorate an error message, so a failing squeue must not raise
     proc = subprocess.run(
-        ["squeue", "-h", "-o", "%i %T (%r)", "-j", ",".join(ids)], capture_output=True, text=True, timeout=30
+        ["squeue", "-h", "-o", "%i %T (%r)", "-j", ",".join(ids)], capture_output=True, text=True, timeout=30, check=False
     )
     return "; ".join(line.strip() for line in proc.stdout.splitlines() if line.strip())
 

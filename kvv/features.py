@@ -27,10 +27,10 @@ from collections.abc import Callable
 
 import numpy as np
 
-from kvv import eventshape as es
-from kvv import kinematics as kin
-from kvv.columns import BeamColumns, PhotonColumns, TrackColumns
 from kvv.config import Preselection
+from kvv.physics import eventshape as es
+from kvv.physics import kinematics as kin
+from kvv.physics.columns import BeamColumns, PhotonColumns, TrackColumns
 from kvv.selection import preselection_steps
 
 FEATURE_DOCS: dict[str, str] = {
@@ -74,14 +74,8 @@ FEATURE_DOCS: dict[str, str] = {
         f"cleo_cone_{k}": f"ROE |p| sum at {10 * (k - 1)}-{10 * k} deg to the kaon axis, folded [GeV/c]"
         for k in range(1, es.N_CLEO_CONES + 1)
     },
-    **{
-        f"ksfw_hso_{l}": f"KSFW H^so_{l}: |p_K| sum_ROE |p_i| P_{l}(cos theta_Ki) / H_0"
-        for l in range(es.FW_LMAX + 1)
-    },
-    **{
-        f"ksfw_hoo_{l}": f"KSFW H^oo_{l}: sum_ROE,ROE |p_i||p_j| P_{l}(cos theta_ij) / H_0"
-        for l in range(1, es.FW_LMAX + 1)
-    },
+    **{f"ksfw_hso_{ell}": f"KSFW H^so_{ell}: |p_K| sum_ROE |p_i| P_{ell}(cos theta_Ki) / H_0" for ell in range(es.FW_LMAX + 1)},
+    **{f"ksfw_hoo_{ell}": f"KSFW H^oo_{ell}: sum_ROE,ROE |p_i||p_j| P_{ell}(cos theta_ij) / H_0" for ell in range(1, es.FW_LMAX + 1)},
 }
 """One-line meaning of each BDT input feature (rendered in the README)."""
 
@@ -115,7 +109,7 @@ def event_features(
 ) -> dict[str, np.ndarray]:
     """Compute every name of FEATURE_NAMES + COLUMN_NAMES for a batch of events.
 
-    The kaon is chosen by :func:`kvv.kinematics.select_kaon` (``kaon_id_cut=None``:
+    The kaon is chosen by :func:`kvv.physics.kinematics.select_kaon` (``kaon_id_cut=None``:
     no PID requirement). Returns arrays of length n_events: float64, except
     ``has_kaon`` (bool) and ``kaon_index``, ``kaon_charge``, ``n_tracks``,
     ``n_photons`` (int64). With ``preselection``, the event-shape columns (most
@@ -123,18 +117,14 @@ def event_features(
     for the others, which the preselection drops anyway.
     """
     cut = -np.inf if kaon_id_cut is None else float(kaon_id_cut)
-    kaon = kin.select_kaon(
-        tracks.offsets, tracks.px, tracks.py, tracks.n_pxd_hits, tracks.kaon_id, min_pxd_hits, cut
-    )
+    kaon = kin.select_kaon(tracks.offsets, tracks.px, tracks.py, tracks.n_pxd_hits, tracks.kaon_id, min_pxd_hits, cut)
     has_kaon = kaon >= 0
     offsets, e_lab, px_lab, py_lab, pz_lab = kin.kaon_first_objects(
         tracks.offsets, tracks.px, tracks.py, tracks.pz,
         photons.offsets, photons.energy, photons.theta, photons.phi,
         kaon,
     )  # fmt: skip
-    e, px, py, pz = kin.boost_to_cms(
-        offsets, e_lab, px_lab, py_lab, pz_lab, beam.energy, beam.px, beam.py, beam.pz
-    )
+    e, px, py, pz = kin.boost_to_cms(offsets, e_lab, px_lab, py_lab, pz_lab, beam.energy, beam.px, beam.py, beam.pz)
     starts, stops = offsets[:-1], offsets[1:]
     roe_starts = starts + has_kaon  # the kaon, if any, is the first object of its event
 
@@ -175,11 +165,9 @@ def add_event_shape(
         columns[name][mask] = values
 
 
-def _kinematics(
-    kaon_p4: np.ndarray, roe_p4: np.ndarray, visible_lab: np.ndarray, beam: BeamColumns
-) -> dict[str, np.ndarray]:
+def _kinematics(kaon_p4: np.ndarray, roe_p4: np.ndarray, visible_lab: np.ndarray, beam: BeamColumns) -> dict[str, np.ndarray]:
     """Kaon, ROE and missing four-momentum quantities from per-event sums."""
-    sqrt_s = np.sqrt(beam.energy**2 - beam.px**2 - beam.py**2 - beam.pz**2)
+    sqrt_s = beam.sqrt_s
     e_beam = 0.5 * sqrt_s
     has_kaon = kaon_p4[:, 0] > 0.0
     kaon_p = np.linalg.norm(kaon_p4[:, 1:], axis=1)
@@ -270,14 +258,14 @@ def shape_columns(
         "thrust_roe": thrust_roe,
         "cos_theta_thrust": np.abs(roe_axis[:, 2]),
         "cos_thrust_kaon_roe": np.abs(_safe_divide(np.sum(roe_axis * kaon_p3, axis=1), kaon_p)),
-        **{f"r{l}": r_all[:, l] for l in range(1, es.FW_LMAX + 1)},
+        **{f"r{ell}": r_all[:, ell] for ell in range(1, es.FW_LMAX + 1)},
         "roe_r2": es.normalise(h_oo)[:, 2],
         "sphericity": sphericity,
         "aplanarity": aplanarity,
         "e_t": e_t,
         **{f"cleo_cone_{k + 1}": cones[:, k] for k in range(es.N_CLEO_CONES)},
-        **{f"ksfw_hso_{l}": ksfw_so[:, l] for l in range(es.FW_LMAX + 1)},
-        **{f"ksfw_hoo_{l}": ksfw_oo[:, l] for l in range(1, es.FW_LMAX + 1)},
+        **{f"ksfw_hso_{ell}": ksfw_so[:, ell] for ell in range(es.FW_LMAX + 1)},
+        **{f"ksfw_hoo_{ell}": ksfw_oo[:, ell] for ell in range(1, es.FW_LMAX + 1)},
     }
 
 
@@ -291,9 +279,7 @@ def _track_quantities(tracks: TrackColumns, kaon: np.ndarray) -> dict[str, np.nd
     def of_kaon(values: np.ndarray) -> np.ndarray:
         return np.where(has_kaon, values[kaon_row], 0) if len(values) else np.zeros(len(kaon))
 
-    roe_charge, roe_dz_mean, roe_dz_spread = kin.roe_track_stats(
-        tracks.offsets, tracks.charge.astype(np.float64), tracks.dz, kaon
-    )
+    roe_charge, roe_dz_mean, roe_dz_spread = kin.roe_track_stats(tracks.offsets, tracks.charge.astype(np.float64), tracks.dz, kaon)
     kaon_dz = of_kaon(tracks.dz)
     return {
         "kaon_dr": np.abs(of_kaon(tracks.dr)).astype(np.float64),

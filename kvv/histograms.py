@@ -9,6 +9,7 @@ from __future__ import annotations
 import pickle
 from collections.abc import Collection, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import hist
 import numpy as np
@@ -16,13 +17,33 @@ import uproot
 
 from kvv import systematics
 from kvv.config import AnalysisConfig, ControlHistogram, Region
+from kvv.config import systematics as systematics_config
+
+if TYPE_CHECKING:
+    from hist.basehist import InnerIndexing
 
 NOMINAL = "nominal"
 
 
+def project(h: hist.Hist, index: Mapping[int | str, InnerIndexing]) -> hist.Hist:
+    """``h[index]`` for an index that keeps at least one axis: a histogram, not one bin's content."""
+    out = h[index]
+    if not isinstance(out, hist.Hist):
+        raise TypeError(f"{dict(index)} selects a single bin, not a histogram")
+    return out
+
+
+def variances_of(h: hist.Hist) -> np.ndarray:
+    """Per-bin variances; kvv's histograms have Weight storage, which always keeps them."""
+    out = h.variances()
+    if out is None:
+        raise TypeError("the histogram's storage keeps no variances")
+    return out
+
+
 def nuisance_names(cfg: AnalysisConfig) -> list[str]:
     """Every systematic variation of the templates, one name per nuisance parameter."""
-    return [v.name for v in cfg.variations] + systematics.nuisance_names(cfg.systematics)
+    return [v.name for v in cfg.variations] + systematics_config.nuisance_names(cfg.systematics)
 
 
 def variation_names(cfg: AnalysisConfig) -> list[str]:
@@ -35,14 +56,14 @@ def complete_mirrored(templates: Mapping[str, hist.Hist], cfg: AnalysisConfig) -
     for h in templates.values():
         for missing, computed in systematics.mirrored(cfg.systematics).items():
             for sample in h.axes["dataset"]:
-                nominal = h[{"dataset": sample, "variation": NOMINAL}].values()
-                varied = h[{"dataset": sample, "variation": computed}].values()
+                nominal = project(h, {"dataset": sample, "variation": NOMINAL}).values()
+                varied = project(h, {"dataset": sample, "variation": computed}).values()
                 mirrored = systematics.mirror(nominal, varied)
                 view = h.view()
                 index = (h.axes["dataset"].index(sample), h.axes["variation"].index(missing))
                 view[index]["value"] = mirrored
                 # the mirrored template has the statistical precision of the varied one
-                view[index]["variance"] = h[{"dataset": sample, "variation": computed}].variances()
+                view[index]["variance"] = variances_of(project(h, {"dataset": sample, "variation": computed}))
 
 
 def _sample_axis(cfg: AnalysisConfig) -> hist.axis.StrCategory:
@@ -54,11 +75,8 @@ def template_histogram(cfg: AnalysisConfig, region: Region) -> hist.Hist:
 
     The sample axis is called ``dataset`` because ``sample`` is a keyword of ``Hist.fill``.
     """
-    axes = [_sample_axis(cfg), hist.axis.StrCategory(variation_names(cfg), name="variation")]
-    axes += [
-        hist.axis.Variable(a.edges, name=a.variable, label=a.label or a.variable, flow=False)
-        for a in region.axes
-    ]
+    axes: list[hist.axis.AxisProtocol] = [_sample_axis(cfg), hist.axis.StrCategory(variation_names(cfg), name="variation")]
+    axes += [hist.axis.Variable(a.edges, name=a.variable, label=a.label or a.variable, flow=False) for a in region.axes]
     return hist.Hist(*axes, storage=hist.storage.Weight())
 
 
@@ -68,9 +86,7 @@ def control_histogram(cfg: AnalysisConfig, control: ControlHistogram) -> hist.Hi
     return hist.Hist(
         _sample_axis(cfg),
         *split,
-        hist.axis.Regular(
-            control.bins, control.start, control.stop, name=control.variable, label=control.label or control.variable
-        ),
+        hist.axis.Regular(control.bins, control.start, control.stop, name=control.variable, label=control.label or control.variable),
         storage=hist.storage.Weight(),
     )
 
@@ -98,7 +114,8 @@ def fill_template(
         a.variable: np.where(columns[a.variable] == a.edges[-1], np.nextafter(a.edges[-1], -np.inf), columns[a.variable])
         for a in region.axes
     }
-    h.fill(dataset=sample, variation=variation, **values, weight=weights)
+    # the fit variables are keyword arguments of fill, which mypy also matches against its `threads: int`
+    h.fill(dataset=sample, variation=variation, **values, weight=weights)  # type: ignore[arg-type]
 
 
 def templates_for_fit(
@@ -119,8 +136,8 @@ def templates_for_fit(
         for sample in cfg.samples:
             if sample.resonance != region.resonance:
                 continue
-            view = h[{"dataset": sample.name}]
-            nominal = view[{"variation": NOMINAL}]
+            view = project(h, {"dataset": sample.name})
+            nominal = project(view, {"variation": NOMINAL})
             yields = np.ravel(nominal.values())
             if sample.is_data:
                 if sample.name in observed_samples:
@@ -131,11 +148,11 @@ def templates_for_fit(
                 {"yields": 0.0, "sumw2": 0.0, "variations": {v: {"up": 0.0, "down": 0.0} for v in varied}},
             )
             entry["yields"] = entry["yields"] + yields
-            entry["sumw2"] = entry["sumw2"] + np.ravel(nominal.variances())
+            entry["sumw2"] = entry["sumw2"] + np.ravel(variances_of(nominal))
             for v in varied:
                 for side in ("up", "down"):
                     entry["variations"][v][side] = entry["variations"][v][side] + np.ravel(
-                        view[{"variation": f"{v}_{side}"}].values()
+                        project(view, {"variation": f"{v}_{side}"}).values()
                     )
         out[region.name] = per_template
     return out, observed
@@ -202,9 +219,7 @@ def _select_bins(template: dict, keep: np.ndarray) -> dict:
     return {
         "yields": np.asarray(template["yields"])[keep],
         "sumw2": np.asarray(template["sumw2"])[keep],
-        "variations": {
-            name: {side: np.asarray(v[side])[keep] for side in ("up", "down")} for name, v in template["variations"].items()
-        },
+        "variations": {name: {side: np.asarray(v[side])[keep] for side in ("up", "down")} for name, v in template["variations"].items()},
     }
 
 
@@ -244,5 +259,6 @@ def _category_slices(h: hist.Hist) -> list[tuple[tuple[str, ...], hist.Hist]]:
     return [
         ((str(value), *key), view)
         for value in axis
-        for key, view in _category_slices(h[{axis.name: hist.loc(value)}])
+        # a category axis iterates its categories (str or int); hist types every axis's items as edges too
+        for key, view in _category_slices(project(h, {axis.name: hist.loc(value)}))  # type: ignore[arg-type]
     ]

@@ -16,37 +16,23 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass
 
-import numba
 import numpy as np
-from particle import Particle
 
-from kvv import kinematics as kin
 from kvv import selection
-from kvv.columns import BeamColumns, TrackColumns
-from kvv.kstar import boost_each, sqrt_s, subset
-from kvv.simulate.phasespace import bknunu_weight, kallen
+from kvv.config.reconstruction import JpsiKCuts
+from kvv.physics import kinematics as kin
+from kvv.physics.columns import BeamColumns, TrackColumns, subset
+from kvv.physics.formfactors import dgamma_dq2
+from kvv.physics.kinematics import jit
 
-jit = numba.njit(cache=True, nogil=True)
-
-M_MUON = Particle.from_pdgid(13).mass / 1000.0  # GeV/c^2
-M_JPSI = Particle.from_pdgid(443).mass / 1000.0
-M_BPLUS = Particle.from_pdgid(521).mass / 1000.0
+M_MUON = kin.pdg_mass(13)  # GeV/c^2
+M_JPSI = kin.pdg_mass(443)
+M_BPLUS = kin.pdg_mass(521)
 M_KAON = kin.M_KAON
 
 SLOTS = ("mu_plus", "mu_minus", "kaon")
 """Columns of the ``daughters`` array: within-event track indices."""
-
-
-@dataclass(frozen=True)
-class JpsiKCuts:
-    """Candidate requirements; GeV/c^2 and GeV."""
-
-    muon_id_cut: float = 0.5  # both muons: muonID > cut
-    kaon_id_cut: float = 0.5  # kaonID > cut
-    jpsi_mass_window: float = 0.05  # |m(mu mu) - M_J/psi|; symmetric: the simulation has no FSR tail
-    delta_e_window: float = 0.2  # |Delta E| of the B candidate
 
 
 @jit
@@ -117,9 +103,7 @@ def best_jpsik(
     return daughters, b_p4, jpsi_mass, n_cand
 
 
-def reconstruct_jpsik(
-    tracks: TrackColumns, muon_id: np.ndarray, beam: BeamColumns, cuts: JpsiKCuts = JpsiKCuts()
-) -> dict[str, np.ndarray]:
+def reconstruct_jpsik(tracks: TrackColumns, muon_id: np.ndarray, beam: BeamColumns, cuts: JpsiKCuts = JpsiKCuts()) -> dict[str, np.ndarray]:
     """B+ -> J/psi K+ candidates: ``daughters``, ``has_b``, ``mbc``, ``delta_e``, ``jpsi_mass``, ...
 
     ``muon_id`` is the flat muonID aligned with ``tracks`` (not part of TrackColumns).
@@ -131,8 +115,8 @@ def reconstruct_jpsik(
         cuts.muon_id_cut, cuts.kaon_id_cut, cuts.jpsi_mass_window, cuts.delta_e_window,
     )  # fmt: skip
     has = daughters[:, 0] >= 0
-    b_cms = boost_each(b_lab, beam)
-    e_beam = 0.5 * sqrt_s(beam)
+    b_cms = kin.boost_each(b_lab, beam)
+    e_beam = 0.5 * beam.sqrt_s
     return {
         "daughters": daughters,
         "has_b": has,
@@ -146,11 +130,10 @@ def reconstruct_jpsik(
 
 @jit
 def _sm_q2_density(q2: np.ndarray, m_b: float, m_k: float) -> np.ndarray:
-    """dGamma/dq^2 of B -> K nu nubar up to a constant: phase space lambda^1/2 x the generator's weight."""
+    """dΓ/dq² of B -> K νν̄ up to a constant, on an array of q²."""
     out = np.empty(len(q2))
     for j in range(len(q2)):
-        lam = kallen(m_b * m_b, m_k * m_k, q2[j])
-        out[j] = np.sqrt(lam) * bknunu_weight(q2[j], m_b, m_k) if lam > 0.0 else 0.0
+        out[j] = dgamma_dq2(q2[j], m_b, m_k)
     return out
 
 
@@ -184,7 +167,7 @@ def signal_like_kaon(b_lab: np.ndarray, q2: np.ndarray, rng: np.random.Generator
     beta = b_p / np.sqrt(np.sum(b_p**2, axis=1) + M_BPLUS**2)[:, None]
     # boost_each goes lab -> frame moving with beta; a "beam" of velocity -beta goes back
     to_lab = BeamColumns(energy=np.ones(n), px=-beta[:, 0], py=-beta[:, 1], pz=-beta[:, 2])
-    return boost_each(k_rest, to_lab)
+    return kin.boost_each(k_rest, to_lab)
 
 
 def signal_proxy(
@@ -215,9 +198,7 @@ Intervals = Mapping[str, tuple[float | None, float | None]]
 """Score cuts as ``{name: (lo, hi)}``, [lo, hi) with None for open ends (as region cuts)."""
 
 
-def selection_efficiency(
-    scores: Mapping[str, np.ndarray], cuts: Intervals, weights: np.ndarray | None = None
-) -> tuple[float, float]:
+def selection_efficiency(scores: Mapping[str, np.ndarray], cuts: Intervals, weights: np.ndarray | None = None) -> tuple[float, float]:
     """Fraction of (weighted) events inside every ``[lo, hi)`` score interval, and its binomial error.
 
     Weighted: sigma^2 = (sum_pass w^2 (1 - eps)^2 + sum_fail w^2 eps^2) / (sum w)^2,

@@ -26,52 +26,28 @@ Choices forced by the event format (documented, not bugs):
   mode number, then to the lexicographically lower daughter-index tuple in slot
   order (:data:`SLOTS`).
 
-Kernel layout follows :mod:`kvv.kinematics`: flat content plus offsets, lab
+Kernel layout follows :mod:`kvv.physics.kinematics`: flat content plus offsets, lab
 four-vectors (E, px, py, pz) in GeV, per-event loops inside ``@njit``.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import enum
-from dataclasses import dataclass
-
-import numba
 import numpy as np
-from particle import Particle
 
-from kvv import eventshape as es
-from kvv import kinematics as kin
-from kvv.columns import BeamColumns, PhotonColumns, TrackColumns
-
-jit = numba.njit(cache=True, nogil=True)
-
-
-def _pdg_mass(pdgid: int) -> float:
-    return Particle.from_pdgid(pdgid).mass / 1000.0  # GeV/c^2
-
-
-def _pdg_width(pdgid: int) -> float:
-    return Particle.from_pdgid(pdgid).width / 1000.0  # GeV
-
+from kvv.config.reconstruction import KstarCuts, Mode
+from kvv.physics import eventshape as es
+from kvv.physics import kinematics as kin
+from kvv.physics.columns import BeamColumns, PhotonColumns, TrackColumns, subset
+from kvv.physics.kinematics import jit
 
 M_KAON = kin.M_KAON
 M_PION = kin.M_PION
-M_KS = _pdg_mass(310)
-M_PI0 = _pdg_mass(111)
-M_KSTAR0 = _pdg_mass(313)
-M_KSTARP = _pdg_mass(323)
-WIDTH_KSTAR0 = _pdg_width(313)
-WIDTH_KSTARP = _pdg_width(323)
-
-
-class Mode(enum.IntEnum):
-    """Reconstructed K* decay mode (-1 in the output arrays: no candidate)."""
-
-    KSTAR0_KPI = 0  # K*0 -> K+ pi-
-    KSTAR0_KSPI0 = 1  # K*0 -> K0S pi0
-    KSTARP_KPI0 = 2  # K*+ -> K+ pi0
-    KSTARP_KSPI = 3  # K*+ -> K0S pi+
+M_KS = kin.pdg_mass(310)  # GeV/c^2
+M_PI0 = kin.pdg_mass(111)
+M_KSTAR0 = kin.pdg_mass(313)
+M_KSTARP = kin.pdg_mass(323)
+WIDTH_KSTAR0 = kin.pdg_width(313)  # GeV
+WIDTH_KSTARP = kin.pdg_width(323)
 
 
 MODE_KSTAR_PDG = {Mode.KSTAR0_KPI: 313, Mode.KSTAR0_KSPI0: 313, Mode.KSTARP_KPI0: 323, Mode.KSTARP_KSPI: 323}
@@ -85,30 +61,6 @@ photons (into photons, gamma1 < gamma2); -1 where the mode has no such daughter.
 KAON, PION, KS_PIP, KS_PIM, GAMMA1, GAMMA2 = range(len(SLOTS))
 TRACK_SLOTS = (KAON, PION, KS_PIP, KS_PIM)
 PHOTON_SLOTS = (GAMMA1, GAMMA2)
-
-
-class Rank(enum.IntEnum):
-    """Best-candidate rule, see the module docstring."""
-
-    MASS = 0
-    PID = 1
-
-
-@dataclass(frozen=True)
-class KstarCuts:
-    """Candidate requirements; masses and widths in GeV/c^2, dr in cm."""
-
-    kaon_id_cut: float = 0.5  # K+ tracks: kaonID > cut
-    pion_id_cut: float = 0.5  # bachelor pions: pionID > cut (no PID on K0S daughters)
-    ks_mass_window: float = 0.015  # |m(pi+pi-) - M_K0S|
-    ks_dr_min: float = 0.02  # both K0S daughters |dr| >= this; 0 switches it off
-    prompt_dr_max: float = 0.5  # K+ and bachelor pion: |dr| < this (the ITA track cleanup)
-    pi0_mass_window: float = 0.025  # |m(gamma gamma) - M_pi0|
-    kstar_mass_window: float = 0.1  # |m - M_K*|
-    ks_mass_sigma: float = 0.004  # K0S mass resolution (Belle II-like; the fast simulation has 1 MeV)
-    pi0_mass_sigma: float = 0.008  # pi0 mass resolution (Belle II-like; the fast simulation has 5 MeV)
-    modes: tuple[Mode, ...] = tuple(Mode)
-    rank: Rank = Rank.PID
 
 
 @jit
@@ -316,18 +268,6 @@ def best_kstar(
     return out_mode, out_daughters, out_kstar, out_kaon, out_ks_mass, out_pi0_mass, out_n
 
 
-def boost_each(p4: np.ndarray, beam: BeamColumns) -> np.ndarray:
-    """Boost one lab four-vector per event, shape (n, 4), into its event's CMS."""
-    one_each = np.arange(len(p4) + 1, dtype=np.int64)
-    cols = [np.ascontiguousarray(p4[:, c]) for c in range(4)]
-    return np.stack(kin.boost_to_cms(one_each, *cols, beam.energy, beam.px, beam.py, beam.pz), axis=1)
-
-
-def sqrt_s(beam: BeamColumns) -> np.ndarray:
-    """Per-event sqrt(s) from the beam four-momentum."""
-    return np.sqrt(beam.energy**2 - beam.px**2 - beam.py**2 - beam.pz**2)
-
-
 def helicity_cosine(daughter: np.ndarray, parent: np.ndarray) -> np.ndarray:
     """cos of the angle between the daughter in the parent rest frame and the parent direction.
 
@@ -358,16 +298,6 @@ def used_objects(offsets: np.ndarray, daughters: np.ndarray, slots: tuple[int, .
     return used
 
 
-def subset(columns: TrackColumns | PhotonColumns, keep: np.ndarray) -> TrackColumns | PhotonColumns:
-    """The objects of flat columns where ``keep`` is true, same dataclass, new offsets."""
-    n_events = len(columns.offsets) - 1
-    event = np.repeat(np.arange(n_events), np.diff(columns.offsets))
-    offsets = np.zeros(n_events + 1, dtype=np.int64)
-    np.cumsum(np.bincount(event[keep], minlength=n_events), out=offsets[1:])
-    values = {f.name: getattr(columns, f.name)[keep] for f in dataclasses.fields(columns) if f.name != "offsets"}
-    return type(columns)(offsets=offsets, **values)
-
-
 def rest_of_event(
     tracks: TrackColumns, photons: PhotonColumns, beam: BeamColumns, daughters: np.ndarray, signal_lab: np.ndarray
 ) -> dict[str, np.ndarray]:
@@ -393,9 +323,9 @@ def rest_of_event(
     miss_lab = np.stack([beam.px, beam.py, beam.pz], axis=1) - visible_lab[:, 1:]
     e, px, py, pz = kin.boost_to_cms(offsets, e, px, py, pz, beam.energy, beam.px, beam.py, beam.pz)
     roe = kin.four_momentum_sum(starts, stops, e, px, py, pz)
-    signal_cms = boost_each(signal_lab, beam)
+    signal_cms = kin.boost_each(signal_lab, beam)
     roe_p = np.linalg.norm(roe[:, 1:], axis=1)
-    root_s = sqrt_s(beam)
+    root_s = beam.sqrt_s
     miss = -(roe + signal_cms)
     miss[:, 0] += root_s
     thrust_roe, axis = es.thrust(starts, stops, px, py, pz)
@@ -446,8 +376,8 @@ def reconstruct_kstar(
         int(cuts.rank), cuts.ks_mass_sigma, cuts.pi0_mass_sigma,
     )  # fmt: skip
     has = mode >= 0
-    kstar_cms = boost_each(kstar_lab, beam)
-    kaon_cms = boost_each(kaon_lab, beam)
+    kstar_cms = kin.boost_each(kstar_lab, beam)
+    kaon_cms = kin.boost_each(kaon_lab, beam)
     mass = kin.invariant_mass(kstar_lab)
     with_ks = np.isin(mode, (Mode.KSTAR0_KSPI0, Mode.KSTARP_KSPI))
     with_pi0 = np.isin(mode, (Mode.KSTAR0_KSPI0, Mode.KSTARP_KPI0))
@@ -460,7 +390,7 @@ def reconstruct_kstar(
         "kstar_cos_theta_cms": kin.cos_theta(*kstar_cms[:, 1:].T),
         "kstar_cos_helicity": helicity_cosine(kaon_cms, kstar_cms),
         # p_K*^2 = m_rec^2 plays the role M_K^2 has for the K+ (B at rest in the CMS)
-        "q2_rec": np.where(has, kin.q2_rec(kstar_cms[:, 0], sqrt_s(beam), m_kaon=mass), 0.0),
+        "q2_rec": np.where(has, kin.q2_rec(kstar_cms[:, 0], beam.sqrt_s, m_kaon=mass), 0.0),
         "ks_mass": np.where(with_ks, ks_mass, 0.0),
         "pi0_mass": np.where(with_pi0, pi0_mass, 0.0),
         "ks_mass_pull": np.where(with_ks, (ks_mass - M_KS) / cuts.ks_mass_sigma, 0.0),

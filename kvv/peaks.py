@@ -68,7 +68,7 @@ def _resonance_cdf(x, fit_range, *, n_signal, mean, sigma, width, n_background, 
     return n_signal * signal + n_background * background
 
 
-SHAPES = {"mbc": _mbc_cdf, "resonance": _resonance_cdf}
+SHAPES: dict[str, Callable[..., np.ndarray]] = {"mbc": _mbc_cdf, "resonance": _resonance_cdf}
 
 
 def _fit(shape: str, edges, counts, variances, start: dict, limits: dict, fixed: dict) -> PeakFit:
@@ -82,7 +82,7 @@ def _fit(shape: str, edges, counts, variances, start: dict, limits: dict, fixed:
     names = list(start)
 
     def model(x, *values):
-        return SHAPES[shape](x, fit_range, **dict(zip(names, values)), **fixed)
+        return SHAPES[shape](x, fit_range, **dict(zip(names, values, strict=True)), **fixed)
 
     minuit = Minuit(ExtendedBinnedNLL(n, edges, model, name=names), *start.values())
     for name, bounds in {"n_signal": (0.0, 2.0 * total), "n_background": (0.0, 2.0 * total), **limits}.items():
@@ -117,9 +117,7 @@ def fit_mbc_peak(edges: np.ndarray, counts: np.ndarray, endpoint: float, varianc
     return _fit("mbc", edges, counts, variances, start, limits, {"endpoint": float(endpoint)})
 
 
-def fit_resonance(
-    edges: np.ndarray, counts: np.ndarray, variances: np.ndarray | None = None, resolution: float = 0.0
-) -> PeakFit:
+def fit_resonance(edges: np.ndarray, counts: np.ndarray, variances: np.ndarray | None = None, resolution: float = 0.0) -> PeakFit:
     """Breit-Wigner (free mass and full width) + linear background fit of a mass histogram.
 
     ``resolution``, a fixed Gaussian sigma in GeV, turns the Breit-Wigner into a

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import platform
 from collections.abc import Mapping
@@ -14,6 +13,8 @@ import hist
 import numpy as np
 
 from kvv.config import AnalysisConfig, ControlHistogram
+from kvv.histograms import NOMINAL, project, variances_of
+from kvv.peaks import fit_resonance
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +47,7 @@ def cutflow_markdown(cutflow: Mapping[str, Mapping[str, np.ndarray]]) -> str:
 
 def cutflow_json(cutflow: Mapping[str, Mapping[str, np.ndarray]]) -> dict:
     return {
-        sample: {step: {"events": int(row[0]), "weighted": float(row[1])} for step, row in rows.items()}
-        for sample, rows in cutflow.items()
+        sample: {step: {"events": int(row[0]), "weighted": float(row[1])} for step, row in rows.items()} for sample, rows in cutflow.items()
     }
 
 
@@ -55,24 +55,23 @@ def region_yields(templates: Mapping, cfg: AnalysisConfig, produced: Mapping[str
     """Per fit region: nominal signal and background yields, purity S / (S + B), and the
     efficiency of each signal sample, its yield over ``produced[sample]`` (its weighted
     events before any selection)."""
-    from kvv.histograms import NOMINAL
-
     out = {}
     for region in cfg.regions:
         h = templates[region.name]
-        row = {"signal": 0.0, "background": 0.0, "efficiency": {}}
+        signal, background = 0.0, 0.0
+        efficiency: dict[str, float] = {}
         for s in cfg.samples:
             if s.is_data or s.resonance != region.resonance:
                 continue
             yield_ = float(np.sum(h[{"dataset": s.name, "variation": NOMINAL}].values()))
             if s.template == cfg.fit.signal_template:
-                row["signal"] += yield_
-                row["efficiency"][s.name] = yield_ / produced[s.name] if produced.get(s.name) else float("nan")
+                signal += yield_
+                efficiency[s.name] = yield_ / produced[s.name] if produced.get(s.name) else float("nan")
             else:
-                row["background"] += yield_
-        total = row["signal"] + row["background"]
-        row["purity"] = row["signal"] / total if total > 0 else float("nan")
-        out[region.name] = row
+                background += yield_
+        total = signal + background
+        purity = signal / total if total > 0 else float("nan")
+        out[region.name] = {"signal": signal, "background": background, "efficiency": efficiency, "purity": purity}
     return out
 
 
@@ -88,22 +87,6 @@ def region_yields_markdown(yields: Mapping[str, Mapping]) -> str:
         purity = f"{row['purity']:.2%}" if np.isfinite(row["purity"]) else "– (no MC events)"
         lines.append(f"| {region} | {row['signal']:.4g} | {row['background']:.4g} | {purity} | {effs} |")
     return "\n".join(lines) + "\n"
-
-
-def write_json(obj: Mapping, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_jsonable))
-    tmp.replace(path)
-
-
-def _jsonable(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
 def environment() -> dict:
@@ -129,7 +112,7 @@ def _split_views(control: ControlHistogram, h: hist.Hist) -> list[tuple[int | No
     """(category value, label, histogram without the split axis) per category; one (None, "", h) unsplit."""
     if control.split_by is None:
         return [(None, "", h)]
-    return [(value, label, h[{control.split_by: hist.loc(value)}]) for value, label in control.categories.items()]
+    return [(value, label, project(h, {control.split_by: hist.loc(value)})) for value, label in control.categories.items()]
 
 
 def _stacked_plot(h, variable: str, cfg: AnalysisConfig, resonance: str, title: str, path: Path) -> Path | None:
@@ -146,7 +129,7 @@ def _stacked_plot(h, variable: str, cfg: AnalysisConfig, resonance: str, title: 
     if not mc:
         return None
     mplhep.style.use("LHCb2")
-    by_template: dict[str, object] = {}
+    by_template: dict[str, hist.Hist] = {}
     for s in mc:
         view = h[{"dataset": s.name}]
         by_template[s.template] = by_template[s.template] + view if s.template in by_template else view
@@ -180,20 +163,18 @@ def signal_shapes(controls: Mapping, cfg: AnalysisConfig) -> list[dict]:
         for value, label, view in _split_views(control, h):
             edges, counts = view.axes[0].edges, np.clip(view.values(), 0.0, None)
             q1, median, q3 = _histogram_quantiles(edges, counts, (0.25, 0.5, 0.75))
-            row = {
+            row: dict[str, object] = {
                 "control": control.key, "split_by": control.split_by, "category": value, "label": label,
                 "signal_in_range": float(counts.sum()), "median": median, "q1": q1, "q3": q3,
             }  # fmt: skip
             if control.fit_peak:
-                row["peak_fit"] = _resonance_fit(edges, view.values(), view.variances(), f"{control.key} {label}".strip())
+                row["peak_fit"] = _resonance_fit(edges, view.values(), variances_of(view), f"{control.key} {label}".strip())
             rows.append(row)
     return rows
 
 
 def _resonance_fit(edges: np.ndarray, values: np.ndarray, variances: np.ndarray, what: str) -> dict | None:
     """Breit-Wigner fit of a signal distribution as a dict; None (logged) when it cannot be fitted."""
-    from kvv.peaks import fit_resonance
-
     if values.sum() <= 0:
         return None
     # the fit needs counts: weighted MC enters as its effective number of events
@@ -222,9 +203,7 @@ def signal_shapes_markdown(rows: list[dict]) -> str:
     ]
     for r in rows:
         fit = r.get("peak_fit")
-        fitted = (
-            f"{fit['mean']:.4f} ± {fit['mean_error']:.4f} | {fit['width']:.4f} ± {fit['width_error']:.4f}" if fit else "– | –"
-        )
+        fitted = f"{fit['mean']:.4f} ± {fit['mean_error']:.4f} | {fit['width']:.4f} ± {fit['width_error']:.4f}" if fit else "– | –"
         lines.append(
             f"| {r['control']} | {r['label'] or '–'} | {r['signal_in_range']:.4g} | {r['median']:.4g} | {r['q3'] - r['q1']:.4g} | {fitted} |"
         )

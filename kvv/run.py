@@ -14,25 +14,28 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+import hist
 import numpy as np
+import pandas as pd
 from coffea import processor
 
-from kvv import cluster, histograms, inputs, report, systematics
-from kvv.beams import SQRT_S_ON_RESONANCE
+from kvv import bdt, cluster, fit, histograms, jpsik, report
 from kvv.config import DEFAULT_CONFIG, AnalysisConfig, ConfigError, load_config
-from kvv.fit.likelihood import FitError
-
-if TYPE_CHECKING:
-    import hist
+from kvv.io import inputs
+from kvv.io.artefacts import SampleRecord, write_json
+from kvv.io.samplefiles import sample_file_paths
+from kvv.io.schema import Belle2Schema
+from kvv.peaks import fit_mbc_peak
+from kvv.physics.beams import SQRT_S_ON_RESONANCE
+from kvv.simulate import generate_missing, generate_sample
+from processors.jpsik import JpsiKProcessor
+from processors.knunu import KnunuProcessor
+from processors.kstar import KstarProcessor
 
 log = logging.getLogger("kvv")
 
 STAGES = ("simulate", "train", "process", "fit")
-
-#: nuisance parameters the workspace builder adds on its own, as impact groups
-FIT_NUISANCES = {"MC statistics": ["staterror*"], "background normalisations": ["norm_*"]}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-chunks", type=int, default=None, help="at most this many chunks per sample")
     p.add_argument("--outputs", type=Path, default=Path("outputs"), help="output folder")
     p.add_argument("--skip-bad-files", action="store_true", help="skip unreadable files and list them in the summary")
-    p.add_argument("--workspace", type=Path, default=None, help="fit stage: fit this pyhf JSON workspace instead")
+    p.add_argument("--workspace", type=Path, default=None, help="fit this pyhf JSON workspace (with the inference settings of --config) instead of the analysis")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
@@ -65,8 +68,6 @@ def run_processor(
     execution: cluster.Execution, fileset: dict, proc: processor.ProcessorABC, args: argparse.Namespace, cfg: AnalysisConfig
 ) -> dict:
     """Run a processor over a fileset on the chosen executor."""
-    from kvv.schema import Belle2Schema
-
     runner = processor.Runner(
         executor=execution.executor,
         schema=Belle2Schema,
@@ -80,42 +81,28 @@ def run_processor(
 
 
 def stage_simulate(cfg: AnalysisConfig, execution: cluster.Execution) -> list:
-    return inputs.generate_missing(cfg, cfg.all_samples, lambda tasks: execution.map(_generate, tasks))
+    return generate_missing(cfg, cfg.all_samples, lambda tasks: execution.map(_generate, tasks))
 
 
 def _generate(task: dict) -> dict:
-    from kvv.simulate import generate_sample
-
     return generate_sample(**task)
 
 
 def training_config_hash(cfg: AnalysisConfig) -> str:
     """Hash of everything a BDT depends on: samples and their files, cleanup, preselection, features, BDT settings."""
-    from kvv.bdt import config_hash
-
-    keys = ("samples", "simulation", "cleanup", "kaon", "preselection", "features", "bdt", "luminosity")
+    keys = ("samples", "simulation", "cleanup", "kaon", "preselection", "features", "bdt", "luminosity", "kstar")
     # the file names tell a newer generator's samples from older ones
-    files = {s.name: inputs.sample_file_paths(cfg, s) for s in cfg.samples}
-    return config_hash({**cfg.model_dump(mode="json", include=set(keys)), "files": files})
+    files = {s.name: sample_file_paths(cfg, s) for s in cfg.samples}
+    return bdt.config_hash({**cfg.model_dump(mode="json", include=set(keys)), "files": files})
 
 
 def processor_class(cfg: AnalysisConfig) -> type:
     """The coffea processor named by the analysis (``processor:`` in the YAML)."""
-    if cfg.processor == "kstar":
-        from processors.kstar import KstarProcessor
-
-        return KstarProcessor
-    from processors.knunu import KnunuProcessor
-
-    return KnunuProcessor
+    return KstarProcessor if cfg.processor == "kstar" else KnunuProcessor
 
 
 def stage_train(cfg: AnalysisConfig, execution: cluster.Execution, args: argparse.Namespace, out: Path) -> dict:
     """Write feature tables of all on-resonance MC and off-resonance data, then train (per BDT category)."""
-    import pandas as pd
-
-    from kvv import bdt
-
     if cfg.bdt is None:
         log.info("no BDT configured; nothing to train")
         return {}
@@ -150,15 +137,14 @@ def stage_train(cfg: AnalysisConfig, execution: cluster.Execution, args: argpars
         if name is not None:
             log.info("BDT category %s: %d MC events (%d signal)", name, len(rows), int(rows["is_signal"].sum()))
         summary[name] = bdt.train_all(rows, cfg.bdt, directory, config_hash=chash, offres_table=off)
-    summary = summary.pop(None) if None in summary else summary
-    report.write_json(summary, out / "bdt_summary.json")
-    return summary
+    # without categories the one (None) category's summary is the whole summary
+    result = summary.pop(None) if None in summary else summary
+    write_json(result, out / "bdt_summary.json")
+    return result
 
 
 def stage_process(cfg: AnalysisConfig, execution: cluster.Execution, args: argparse.Namespace, out: Path) -> dict:
     """Fill histograms and cutflows of every sample and write them with plots and a summary."""
-    from kvv import bdt
-
     model_dir = out / "models"
     use_models = cfg.bdt is not None and bdt.all_trained(cfg.bdt, model_dir)
     if cfg.bdt is not None and not use_models:
@@ -169,15 +155,14 @@ def stage_process(cfg: AnalysisConfig, execution: cluster.Execution, args: argpa
     result = run_processor(execution, files, processor_class(cfg)(cfg, model_dir=model_dir if use_models else None), args, cfg)
     elapsed = time.perf_counter() - start
     output = result["output"]
-    histograms.complete_mirrored(output["templates"], cfg)
     hists = {"templates": output["templates"], "controls": output["controls"]}
     histograms.save_pickle(hists, out / "histograms.pkl")
     histograms.save_root(hists, out / "histograms.root")
     (out / "cutflow.md").write_text(f"# Cutflow: {cfg.name}\n\n" + report.cutflow_markdown(output["cutflow"]))
-    report.write_json(report.cutflow_json(output["cutflow"]), out / "cutflow.json")
+    write_json(report.cutflow_json(output["cutflow"]), out / "cutflow.json")
     report.control_plots(output["controls"], cfg, out / "plots")
     shapes = report.signal_shapes(output["controls"], cfg)
-    report.write_json(shapes, out / "signal_shapes.json")
+    write_json(shapes, out / "signal_shapes.json")
     (out / "signal_shapes.md").write_text(
         f"# Signal MC in the control distributions: {cfg.name}\n\nAfter the preselection, nominal weights, "
         "inside each control's range.\n\n" + report.signal_shapes_markdown(shapes)
@@ -191,24 +176,15 @@ def stage_process(cfg: AnalysisConfig, execution: cluster.Execution, args: argpa
         "chunksize": args.chunksize,
         "bdt_models": str(model_dir) if use_models else None,
         "wall_time_s": elapsed,
-        "samples": {
-            name: {
-                "files": len(si.files),
-                "entries_in_files": si.entries,
-                "entries_processed": int(output["entries"].get(name, np.zeros(1))[0]),
-                "weight": files.get(name, {}).get("metadata", {}).get("weight"),
-                "skipped_files": si.skipped,
-            }
-            for name, si in found.items()
-        },
+        "samples": {name: _sample_record(cfg, si, output, files) for name, si in found.items()},
         "cluster": execution.info,
         "metrics": {k: v for k, v in result["metrics"].items() if isinstance(v, (int, float, str))},
         "environment": report.environment(),
     }
-    report.write_json(summary, out / "summary.json")
-    produced = {name: info["entries_processed"] * (info["weight"] or 0.0) for name, info in summary["samples"].items()}
+    write_json(summary, out / "summary.json")
+    produced = {name: r.entries_processed * (r.weight or 0.0) for name, r in summary["samples"].items()}
     yields = report.region_yields(output["templates"], cfg, produced)
-    report.write_json(yields, out / "regions.json")
+    write_json(yields, out / "regions.json")
     if cfg.validation is not None and use_models:
         stage_validation(cfg, execution, args, out, model_dir)
     (out / "regions.md").write_text(
@@ -220,10 +196,9 @@ def stage_process(cfg: AnalysisConfig, execution: cluster.Execution, args: argpa
 
 def stage_validation(cfg: AnalysisConfig, execution: cluster.Execution, args: argparse.Namespace, out: Path, model_dir: Path) -> dict:
     """B+ -> J/psi K+: candidates and the signal proxy's BDT efficiency ratio, data over MC."""
-    from kvv import jpsik
-    from processors.jpsik import JpsiKProcessor
-
     val = cfg.validation
+    if val is None:
+        raise ValueError(f"analysis {cfg.name!r} has no validation section")
     found = inputs.collect_inputs(cfg, [val.mc, val.data], skip_bad_files=args.skip_bad_files, max_files=args.max_files)
     output = run_processor(execution, inputs.fileset(found, cfg), JpsiKProcessor(cfg, model_dir=model_dir), args, cfg)["output"]
     scores = {name: {k: np.concatenate(v) for k, v in output["proxy_scores"][name].items()} for name in (val.mc.name, val.data.name)}
@@ -234,22 +209,23 @@ def stage_validation(cfg: AnalysisConfig, execution: cluster.Execution, args: ar
         ratio, error = float("nan"), float("nan")
     efficiency = {name: jpsik.selection_efficiency(s, val.cuts) for name, s in scores.items()}
     mbc_peaks = _fit_mbc_peaks(output["controls"]["mbc"], (val.mc.name, val.data.name))
+    candidates = {name: len(s["bdt2"]) for name, s in scores.items()}
     result = {
         "cuts": {k: list(v) for k, v in val.cuts.items()},
         "efficiency": {name: {"value": e, "error": err} for name, (e, err) in efficiency.items()},
         "ratio": ratio,
         "ratio_error": error,
-        "candidates": {name: int(len(s["bdt2"])) for name, s in scores.items()},
+        "candidates": candidates,
         "mbc_fit": {name: dataclasses.asdict(peak) for name, peak in mbc_peaks.items()},
         "cutflow": report.cutflow_json(output["cutflow"]),
         "entries": {name: int(v[0]) for name, v in output["entries"].items()},
     }
-    report.write_json(result, out / "jpsik_validation.json")
+    write_json(result, out / "jpsik_validation.json")
     cut_text = ", ".join(f"{k} in [{lo}, {hi})" for k, (lo, hi) in val.cuts.items())
     (out / "jpsik_validation.md").write_text(
         f"# B+ -> J/psi K+ signal-proxy validation: {cfg.name}\n\n"
         f"Selection ({cut_text}) efficiency of the signal proxy:\n\n"
-        + "\n".join(f"- {name}: {e:.4f} ± {err:.4f} ({result['candidates'][name]} candidates)" for name, (e, err) in efficiency.items())
+        + "\n".join(f"- {name}: {e:.4f} ± {err:.4f} ({candidates[name]} candidates)" for name, (e, err) in efficiency.items())
         + f"\n- ratio data / MC: **{ratio:.3f} ± {error:.3f}** (PRL 127, 181802: 1.06 ± 0.10)\n\n"
         + "B+ candidates' Mbc (Gaussian + ARGUS fit):\n\n"
         + "\n".join(
@@ -267,11 +243,9 @@ def stage_validation(cfg: AnalysisConfig, execution: cluster.Execution, args: ar
 
 def _fit_mbc_peaks(mbc: hist.Hist, names: tuple[str, ...]) -> dict:
     """Mbc peak fit per validation sample; a sample too sparse to fit is logged and left out."""
-    from kvv.peaks import fit_mbc_peak
-
     peaks = {}
     for name in names:
-        h = mbc[{"dataset": name}]
+        h = histograms.project(mbc, {"dataset": name})
         try:
             peaks[name] = fit_mbc_peak(h.axes[0].edges, h.values(), endpoint=0.5 * SQRT_S_ON_RESONANCE)
         except ValueError as exc:
@@ -279,127 +253,58 @@ def _fit_mbc_peaks(mbc: hist.Hist, names: tuple[str, ...]) -> dict:
     return peaks
 
 
-def fit_model_config(cfg: AnalysisConfig):
-    """The pyhf model settings of an analysis (continuum templates share their norms by name)."""
-    from kvv import fit
-
-    groups = dict(cfg.fit.groups) or {
-        **systematics.groups(cfg.systematics),
-        **FIT_NUISANCES,
-        "continuum modelling": [v.name for v in cfg.variations if v.kind == "continuum_reweighting"],
-    }
-    return fit.FitModelConfig(
-        signal=cfg.fit.signal_template,
-        poi_bounds=cfg.fit.poi_bounds,
-        background_norm_uncertainty=cfg.fit.background_normalisation_uncertainty,
-        staterror_threshold=cfg.fit.staterror_prune_threshold,
-        groups={name: patterns for name, patterns in groups.items() if patterns},
-        measurement=cfg.name,
-    )
-
-
-def inference_options(cfg: AnalysisConfig | None):
-    from kvv import fit
-
-    if cfg is None:
-        return fit.InferenceOptions()
-    return fit.InferenceOptions(
-        steps=tuple(cfg.fit.steps),
-        injection_values=tuple(cfg.fit.injection_values),
-        n_toys=cfg.fit.injection_toys,
-        seed=cfg.fit.seed,
-        groups=fit_model_config(cfg).groups,
-        sm_branching_fraction=cfg.fit.sm_branching_fraction,
-        sources={
-            **systematics.sources(cfg.systematics),
-            **{v.name: [v.name] for v in cfg.variations},
-            **FIT_NUISANCES,
-        },
-        limit_method=cfg.fit.limit_method,
-        limit_toys=cfg.fit.limit_toys,
-    )
-
-
-def template_event_weights(cfg: AnalysisConfig, summary: dict) -> dict[str, dict[str, float]]:
-    """Per region, the largest per-event weight of the MC samples that make up each template."""
-    out: dict[str, dict[str, float]] = {}
-    for region in cfg.regions:
-        weights = out.setdefault(region.name, {})
-        for s in cfg.samples:
-            w = summary["samples"].get(s.name, {}).get("weight")
-            if not s.is_data and s.resonance == region.resonance and w is not None:
-                weights[s.template] = max(weights.get(s.template, 0.0), float(w))
-    return out
-
-
-def stage_fit(cfg: AnalysisConfig | None, args: argparse.Namespace, out: Path) -> dict:
-    """Build the workspace from the merged templates (or take --workspace) and run the inference."""
-    import json
-
-    from kvv import fit
-
+def stage_fit(cfg: AnalysisConfig, args: argparse.Namespace, out: Path) -> dict:
+    """Fit the analysis's merged templates, or the pyhf workspace of ``--workspace`` with the config's inference settings."""
     if args.workspace is not None:
-        return fit.run_inference(args.workspace, out / "fit", options=inference_options(None))
-    hists = histograms.load_pickle(out / "histograms.pkl")
-    summary = json.loads((out / "summary.json").read_text())
-    # Only unweighted (real) data are observations; kvv's prescaled pseudo-data are not.
-    real_data = [s.name for s in cfg.samples if s.is_data and summary["samples"].get(s.name, {}).get("weight") == 1.0]
-    templates, observed = histograms.templates_for_fit(hists["templates"], cfg, real_data)
-    templates, observed, pruned = histograms.prune_empty_bins(templates, observed)
-    for region, bins in pruned.items():
-        log.warning("fit: region %s: %d bin(s) without any MC expectation left out: %s", region, len(bins), bins)
-    if not templates:
-        raise FitError(f"{out / 'histograms.pkl'}: no region has expected events; nothing to fit")
-    floored = {}
-    if cfg.fit.floor_empty_background:
-        floored = histograms.floor_empty_background(templates, cfg.fit.signal_template, template_event_weights(cfg, summary))
-    for region, bins in floored.items():
-        log.warning("fit: region %s: %d bin(s) with signal but no background MC get one background event: %s", region, len(bins), bins)
-    spec = fit.build_workspace(
-        templates,
-        fit_model_config(cfg),
-        observations=observed or None,
-        pseudo_data=cfg.fit.pseudo_data,
-        mu_inject=cfg.fit.injected_mu,
-        seed=cfg.fit.seed,
+        return fit.run_inference(args.workspace, out / "fit", cfg.fit)
+    return fit.fit_analysis(cfg, out)
+
+
+def _sample_record(cfg: AnalysisConfig, si: inputs.SampleInputs, output: dict, files: dict) -> SampleRecord:
+    """What the process stage hands the fit stage about one sample."""
+    return SampleRecord(
+        role=si.role(cfg.fit.signal_template),
+        template=si.sample.template,
+        resonance=si.sample.resonance,
+        files=len(si.files),
+        entries_in_files=si.entries,
+        entries_processed=int(output["entries"].get(si.sample.name, np.zeros(1))[0]),
+        weight=files.get(si.sample.name, {}).get("metadata", {}).get("weight"),
+        skipped_files=si.skipped,
     )
-    report.write_json(spec, out / "workspace.json")
-    report.write_json({"pruned_bins": pruned, "floored_bins": floored}, out / "workspace_pruning.json")
-    # by path, so that the fit summary names the workspace it fitted
-    return fit.run_inference(out / "workspace.json", out / "fit", options=inference_options(cfg))
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s"
-    )
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
     # pyhf logs every modifier of every model it builds at INFO
     logging.getLogger("pyhf").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     try:
+        cfg = load_config(args.config)
         if args.workspace is not None:
             out = args.outputs / args.workspace.stem
             out.mkdir(parents=True, exist_ok=True)
-            stage_fit(None, args, out)
+            stage_fit(cfg, args, out)
             return 0
-        cfg = load_config(args.config)
         out = output_dir(args, cfg)
         stages = STAGES if args.stage == "all" else (args.stage,)
         needs_executor = any(s in stages for s in ("simulate", "train", "process"))
         with cluster.execution_from_args(args) if needs_executor else contextlib.nullcontext() as execution:
             for stage in stages:
                 log.info("stage %s", stage)
-                if stage == "simulate":
+                if stage == "fit":
+                    stage_fit(cfg, args, out)
+                elif execution is None:  # needs_executor holds for every other stage
+                    raise ValueError(f"stage {stage} has no executor")
+                elif stage == "simulate":
                     stage_simulate(cfg, execution)
                 elif stage == "train":
                     stage_train(cfg, execution, args, out)
                 elif stage == "process":
                     stage_process(cfg, execution, args, out)
-                elif stage == "fit":
-                    stage_fit(cfg, args, out)
         log.info("outputs in %s", out)
         return 0
-    except (ConfigError, inputs.InputError, FitError) as exc:
+    except (ConfigError, inputs.InputError, fit.FitError) as exc:
         print(f"kvv: error: {exc}", file=sys.stderr)
         return 2
 

@@ -1,7 +1,7 @@
 """Object cleanup, event preselection and the cutflow of the ITA analysis.
 
 Cleanup acts on the awkward collections of a NanoEvents batch and hands the
-survivors to the kernels as flat columns (:mod:`kvv.columns`); preselection
+survivors to the kernels as flat columns (:mod:`kvv.physics.columns`); preselection
 acts on the per-event feature columns. All cut values come from the config.
 """
 
@@ -12,8 +12,8 @@ from collections.abc import Mapping
 import awkward as ak
 import numpy as np
 
-from kvv.columns import BeamColumns, PhotonColumns, TrackColumns
-from kvv.config import Cleanup, PhotonCleanup, Preselection, TrackCleanup
+from kvv.config import PhotonCleanup, Preselection, TrackCleanup
+from kvv.physics.columns import BeamColumns, PhotonColumns, TrackColumns
 
 PION_MASS = 0.13957039  # GeV/c^2, PDG; the track energy cut uses the pion hypothesis
 
@@ -37,10 +37,7 @@ def track_mask(tracks: ak.Array, cuts: TrackCleanup) -> ak.Array:
 def photon_mask(photons: ak.Array, cuts: PhotonCleanup) -> ak.Array:
     """Good photons: energy window and CDC acceptance."""
     return (
-        (photons.E > cuts.energy_min)
-        & (photons.E < cuts.energy_max)
-        & (photons.theta > cuts.theta_min)
-        & (photons.theta < cuts.theta_max)
+        (photons.E > cuts.energy_min) & (photons.E < cuts.energy_max) & (photons.theta > cuts.theta_min) & (photons.theta < cuts.theta_max)
     )
 
 

@@ -1,4 +1,4 @@
-"""Systematic variations of the B+ -> K+ nu nubar templates: configuration and pure kernels.
+"""Systematic variations of the B+ -> K+ nu nubar templates: pure kernels (schemas: :mod:`kvv.config.systematics`).
 
 Two kinds of variation feed the ``variation`` axis of the templates:
 
@@ -25,20 +25,44 @@ from __future__ import annotations
 
 import functools
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
-from typing import Literal, Protocol
+from typing import Protocol, cast
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from kvv.columns import PhotonColumns, TrackColumns
-from kvv.simulate.phasespace import BZ_M1_SQ, BZ_R1, BZ_R2, kallen
+from kvv.config.systematics import (
+    BeamBackgroundPhotonScaleVariation,
+    BranchingFractionVariation,
+    Direction,
+    FormFactorVariation,
+    KaonPIDTable,
+    KaonPIDVariation,
+    MomentumScaleVariation,
+    NormalisationVariation,
+    ObjectVariation,
+    PhotonEnergyResolutionVariation,
+    PhotonEnergyScaleVariation,
+    SystematicsConfig,
+    TrackingEfficiencyVariation,
+    form_factor_nuisances,
+    pid_nuisances,
+    resolve_modes,
+    weight_nuisances,
+)
+from kvv.physics.columns import PhotonColumns, TrackColumns
+from kvv.physics.formfactors import BZ_M1, BZ_R1, BZ_R2, dgamma_dq2, fplus
+from kvv.physics.kinematics import pdg_mass
 
 KAON_PDG = 321
-# PDG 2024 masses (GeV/c^2) of B+ and K+, the q^2 range of B+ -> K+ nu nubar
-B_PLUS_MASS = 5.27934
-K_PLUS_MASS = 0.493677
+# the q^2 range of B+ -> K+ nu nubar
+B_PLUS_MASS = pdg_mass(521)  # GeV/c^2
+K_PLUS_MASS = pdg_mass(321)
 SIGNAL_DECAY = "K+ nu_e anti-nu_e"  # B+ daughters of the B -> K nu nubar mode in decays.yaml
+# The form-factor kernels are annotated on scalars; numpy broadcasting makes their
+# Python functions work on whole q^2 columns, which is how the weights use them.
+_fplus_columns = cast("Callable[..., np.ndarray]", fplus.py_func)
+_dgamma_dq2_columns = cast("Callable[..., np.ndarray]", dgamma_dq2.py_func)
 
 # B species of the Upsilon(4S) decay per sample process: mcB1Mode/mcB2Mode index the
 # modes of this particle (charge conjugates share the mode order, see decays.yaml)
@@ -50,241 +74,6 @@ B_SPECIES = {
     "mixed": "B0",
     "kstar0nunu": "B0",
 }
-
-Direction = Literal["up", "down"]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-# --------------------------------------------------------------------------- configuration
-
-
-class KaonPIDTable(_Strict):
-    """Data/MC efficiency ratio of the kaonID cut for true kaons in (p_lab, cos theta_lab) bins.
-
-    ``values[i][j]`` and ``uncertainties[i][j]`` belong to p bin i and cos theta
-    bin j. The bins are correlated through ``covariance`` (row-major over the
-    flattened (i, j) bins) or, if it is not given, through one uniform
-    correlation coefficient ``correlation`` between all bins.
-
-    Default (assumption, no Belle II table at hand): ratio 1 everywhere, 2 %
-    uncertainty per bin, 30 % correlated between bins (a common systematic
-    part, as for tag-and-probe tables from D*+ -> D0(-> K- pi+) pi+).
-    The cos theta edges span the CDC acceptance 17-150 deg.
-    """
-
-    p_edges: list[float] = Field(default_factory=lambda: [0.5, 1.0, 1.5, 2.0, 2.5, 3.5], min_length=2)
-    cos_theta_edges: list[float] = Field(
-        default_factory=lambda: [-0.866, -0.5, 0.0, 0.5, 0.82, 0.956], min_length=2
-    )
-    values: list[list[float]] | None = None  # None: 1 in every bin
-    uncertainties: list[list[float]] | None = None  # None: 0.02 in every bin
-    correlation: float = Field(default=0.3, ge=0.0, le=1.0)
-    covariance: list[list[float]] | None = None
-
-    @field_validator("p_edges", "cos_theta_edges")
-    @classmethod
-    def _increasing(cls, edges: list[float]) -> list[float]:
-        if any(b <= a for a, b in zip(edges, edges[1:])):
-            raise ValueError("bin edges must increase strictly")
-        return edges
-
-    @model_validator(mode="after")
-    def _shapes(self) -> KaonPIDTable:
-        shape = (len(self.p_edges) - 1, len(self.cos_theta_edges) - 1)
-        for key in ("values", "uncertainties"):
-            table = getattr(self, key)
-            if table is not None and np.shape(table) != shape:
-                raise ValueError(f"{key} must have shape {shape} (p bins x cos theta bins)")
-        if self.values is not None and np.min(self.values) <= 0:
-            raise ValueError("values must be > 0 (variations are relative to them)")
-        n = shape[0] * shape[1]
-        if self.covariance is not None:
-            cov = np.asarray(self.covariance, dtype=float)
-            if cov.shape != (n, n) or not np.allclose(cov, cov.T):
-                raise ValueError(f"covariance must be a symmetric {n} x {n} matrix")
-            if np.linalg.eigvalsh(cov).min() < -1e-12 * max(np.abs(cov).max(), 1e-300):
-                raise ValueError("covariance must be positive semi-definite")
-        return self
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return len(self.p_edges) - 1, len(self.cos_theta_edges) - 1
-
-    def value_array(self) -> np.ndarray:
-        """Flattened (row-major) correction values."""
-        return np.ones(self.shape).ravel() if self.values is None else np.asarray(self.values, float).ravel()
-
-    def covariance_matrix(self) -> np.ndarray:
-        """Covariance of the flattened bins."""
-        if self.covariance is not None:
-            return np.asarray(self.covariance, dtype=float)
-        sigma = np.full(self.shape, 0.02) if self.uncertainties is None else np.asarray(self.uncertainties, float)
-        sigma = sigma.ravel()
-        corr = np.full((sigma.size, sigma.size), self.correlation)
-        np.fill_diagonal(corr, 1.0)
-        return corr * np.outer(sigma, sigma)
-
-
-class KaonPIDVariation(_Strict):
-    """Kaon-ID correction: one nuisance per eigen-component, ``<name>_ev<k>``.
-
-    Applied to events whose kaon candidate is a true kaon passing ``kaon_id_cut``
-    (the cut the table was measured for); misidentified candidates need a
-    fake-rate table of their own and get 1.
-    """
-
-    name: str = "kaon_pid"
-    kaon_id_cut: float = Field(default=0.9, ge=0.0, le=1.0)
-    table: KaonPIDTable = KaonPIDTable()
-    scale: float = Field(default=1.0, ge=0.0)  # 0: switched off (factors exactly 1)
-
-
-class BranchingFractionVariation(_Strict):
-    """Relative uncertainty of the branching fraction of listed B decay modes (one nuisance).
-
-    ``modes`` are mode indices of ``parent`` in ``kvv/simulate/decays.yaml`` or
-    decay strings of space-separated daughters as written there, e.g.
-    ``"anti-D0 pi+"`` (the charge-conjugate mode has the same index). An event
-    gets (1 +- uncertainty) per B of species ``parent`` decaying into a listed mode.
-    """
-
-    name: str
-    parent: Literal["B+", "B0"]
-    modes: list[int | str] = Field(min_length=1)
-    uncertainty: float = Field(ge=0.0, lt=1.0)
-
-    @model_validator(mode="after")
-    def _known_modes(self) -> BranchingFractionVariation:
-        resolve_modes(self.parent, tuple(self.modes))  # unknown decays are configuration errors
-        return self
-
-
-class FormFactorVariation(_Strict):
-    """Signal B+ -> K+ nu nubar q^2 shape from the Ball-Zwicky f+ parameters (one nuisance each).
-
-    ``uncertainties`` maps a parameter of :func:`kvv.simulate.phasespace.bz_fplus`
-    (``r1``, ``r2``, ``m1`` in GeV) to its 1 sigma. Default (assumption): 12 %
-    of r1 and of r2, independent, of the order of the ~ 10-15 % uncertainty that
-    Ball and Zwicky quote for the light-cone sum-rule B -> K form factor
-    (hep-ph/0406232); m1 is the B_s* pole mass and is kept fixed.
-    With ``shape_only`` the weight keeps the total rate (mu multiplies B_SM, so
-    the form factor should only move events in q^2).
-    """
-
-    name: str = "form_factor"
-    uncertainties: dict[Literal["r1", "r2", "m1"], float] = Field(
-        default_factory=lambda: {"r1": 0.12 * BZ_R1, "r2": 0.12 * BZ_R2}
-    )
-    shape_only: bool = True
-
-    @field_validator("uncertainties")
-    @classmethod
-    def _non_negative(cls, values: dict[str, float]) -> dict[str, float]:
-        if any(v < 0 for v in values.values()):
-            raise ValueError("uncertainties must be >= 0")
-        return values
-
-
-class NormalisationVariation(_Strict):
-    """(1 +- size) on every event of the listed templates (empty: every MC sample).
-
-    Defaults in the analysis YAML (sources): B B-bar counting 1.5 % on the
-    B B-bar templates (the ``nBB`` normsys of the published Belle II likelihood,
-    hepdata.166082); luminosity on continuum and tau-pair templates, 0.5 %
-    (assumption of the order of Belle II's Bhabha-based luminosity uncertainty).
-    """
-
-    name: str
-    size: float = Field(ge=0.0, lt=1.0)
-    templates: list[str] = Field(default_factory=list)
-
-
-class TrackingEfficiencyVariation(_Strict):
-    """Drop ``fraction`` of the cleaned tracks (one-sided: only ``<name>_down`` is run).
-
-    Default in the YAML: 0.3 % per track (assumption, the per-track tracking
-    efficiency uncertainty Belle II quotes from e+e- -> tau+tau- 3x1-prong events).
-    """
-
-    name: str = "tracking_efficiency"
-    fraction: float = Field(ge=0.0, lt=1.0)
-    seed: int = 0
-
-
-class PhotonEnergyScaleVariation(_Strict):
-    """Photon energies times (1 +- size)."""
-
-    name: str = "photon_energy_scale"
-    size: float = Field(ge=0.0, lt=1.0)
-
-
-class PhotonEnergyResolutionVariation(_Strict):
-    """Extra Gaussian smearing E -> E (1 + size z), z ~ N(0, 1) by hash (one-sided: ``<name>_up``)."""
-
-    name: str = "photon_energy_resolution"
-    size: float = Field(ge=0.0, lt=1.0)
-    seed: int = 0
-
-
-class BeamBackgroundPhotonScaleVariation(_Strict):
-    """Energies of beam-background photons (MC truth mcPDG == 0) times (1 +- size).
-
-    Needs MC truth: on data there is no truth, and data carries no variations.
-    """
-
-    name: str = "beam_background_photon_scale"
-    size: float = Field(ge=0.0, lt=1.0)
-
-
-class MomentumScaleVariation(_Strict):
-    """Track momenta times (1 +- size)."""
-
-    name: str = "momentum_scale"
-    size: float = Field(ge=0.0, lt=1.0)
-
-
-ObjectVariation = (
-    TrackingEfficiencyVariation
-    | PhotonEnergyScaleVariation
-    | PhotonEnergyResolutionVariation
-    | BeamBackgroundPhotonScaleVariation
-    | MomentumScaleVariation
-)
-
-
-class SystematicsConfig(_Strict):
-    """The ``systematics`` section of an analysis YAML."""
-
-    kaon_pid: list[KaonPIDVariation] = Field(default_factory=list)
-    branching_fraction: list[BranchingFractionVariation] = Field(default_factory=list)
-    form_factor: list[FormFactorVariation] = Field(default_factory=list)
-    normalisation: list[NormalisationVariation] = Field(default_factory=list)
-    tracking_efficiency: list[TrackingEfficiencyVariation] = Field(default_factory=list)
-    photon_energy_scale: list[PhotonEnergyScaleVariation] = Field(default_factory=list)
-    photon_energy_resolution: list[PhotonEnergyResolutionVariation] = Field(default_factory=list)
-    beam_background_photon_scale: list[BeamBackgroundPhotonScaleVariation] = Field(default_factory=list)
-    momentum_scale: list[MomentumScaleVariation] = Field(default_factory=list)
-
-    @model_validator(mode="after")
-    def _unique_names(self) -> SystematicsConfig:
-        names = nuisance_names(self)
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"duplicate systematic names {duplicates}")
-        return self
-
-    @property
-    def object_variations(self) -> list[ObjectVariation]:
-        return [
-            *self.tracking_efficiency,
-            *self.photon_energy_scale,
-            *self.photon_energy_resolution,
-            *self.beam_background_photon_scale,
-            *self.momentum_scale,
-        ]
 
 
 class SampleLike(Protocol):
@@ -304,37 +93,11 @@ ONE_SIDED: dict[type, Direction] = {
 }
 
 
-def _pid_components(v: KaonPIDVariation) -> list[str]:
-    return [f"{v.name}_ev{k}" for k in range(len(v.table.value_array()))]
-
-
-def _ff_components(v: FormFactorVariation) -> list[str]:
-    return [f"{v.name}_{p}" for p in sorted(v.uncertainties)]
-
-
-def _weight_nuisances(cfg: SystematicsConfig) -> list[str]:
-    names = [n for v in cfg.kaon_pid for n in _pid_components(v)]
-    names += [v.name for v in cfg.branching_fraction]
-    names += [n for v in cfg.form_factor for n in _ff_components(v)]
-    return names + [v.name for v in cfg.normalisation]
-
-
-def nuisance_names(cfg: SystematicsConfig) -> list[str]:
-    """One name per nuisance parameter (fit modifier): weight variations, then object variations."""
-    return _weight_nuisances(cfg) + [v.name for v in cfg.object_variations]
-
-
-def variation_names(cfg: SystematicsConfig) -> list[str]:
-    """Histogram variation names ``<nuisance>_up`` / ``<nuisance>_down`` (nominal excluded)."""
-    return [f"{n}_{d}" for n in nuisance_names(cfg) for d in ("up", "down")]
-
-
 def groups(cfg: SystematicsConfig) -> dict[str, list[str]]:
     """Nuisance names per group for grouped impacts (MC statistics is the fit's staterror group)."""
     return {
-        "detector": [n for v in cfg.kaon_pid for n in _pid_components(v)] + [v.name for v in cfg.object_variations],
-        "physics modelling": [v.name for v in cfg.branching_fraction]
-        + [n for v in cfg.form_factor for n in _ff_components(v)],
+        "detector": [n for v in cfg.kaon_pid for n in pid_nuisances(v)] + [v.name for v in cfg.object_variations],
+        "physics modelling": [v.name for v in cfg.branching_fraction] + [n for v in cfg.form_factor for n in form_factor_nuisances(v)],
         "normalisations": [v.name for v in cfg.normalisation],
     }
 
@@ -342,9 +105,9 @@ def groups(cfg: SystematicsConfig) -> dict[str, list[str]]:
 def sources(cfg: SystematicsConfig) -> dict[str, list[str]]:
     """Nuisance names per source of uncertainty, one row of the systematics table each."""
     return {
-        **{v.name: _pid_components(v) for v in cfg.kaon_pid},
+        **{v.name: pid_nuisances(v) for v in cfg.kaon_pid},
         **{v.name: [v.name] for v in cfg.branching_fraction},
-        **{v.name: _ff_components(v) for v in cfg.form_factor},
+        **{v.name: form_factor_nuisances(v) for v in cfg.form_factor},
         **{v.name: [v.name] for v in cfg.normalisation},
         **{v.name: [v.name] for v in cfg.object_variations},
     }
@@ -415,33 +178,12 @@ def _kaon_pid_weights(v: KaonPIDVariation, columns: dict[str, np.ndarray]) -> di
     rows = _kaon_pid_rows(v, columns)
     values = v.table.value_array()
     out = {}
-    for name, component in zip(_pid_components(v), kaon_pid_components(v.table)):
+    for name, component in zip(pid_nuisances(v), kaon_pid_components(v.table), strict=True):
         # relative to the nominal correction: the nominal weight already carries values[bin]
         shift = np.where(rows >= 0, v.scale * component[np.maximum(rows, 0)] / values[np.maximum(rows, 0)], 0.0)
         out[f"{name}_up"] = 1.0 + shift
         out[f"{name}_down"] = 1.0 - shift
     return out
-
-
-@functools.lru_cache(maxsize=None)
-def resolve_modes(parent: str, modes: tuple[int | str, ...]) -> tuple[int, ...]:
-    """Mode indices of ``parent`` in the decay table for indices or daughter strings."""
-    from kvv.simulate.decaytable import load_decay_table  # builds the table once, only when needed
-
-    table = load_decay_table().modes(parent)
-    decays = [" ".join(daughters) for _, daughters in table]
-    out = []
-    for mode in modes:
-        if isinstance(mode, int):
-            if not 0 <= mode < len(decays):
-                raise ValueError(f"{parent} has no mode {mode} (0..{len(decays) - 1})")
-            out.append(mode)
-        else:
-            wanted = " ".join(mode.split())
-            if wanted not in decays:
-                raise ValueError(f"{parent} -> {wanted!r} is not in the decay table")
-            out.append(decays.index(wanted))
-    return tuple(out)
 
 
 def _matching_b(parent: str, modes: tuple[int, ...], columns: dict[str, np.ndarray], sample: SampleLike) -> np.ndarray:
@@ -453,27 +195,18 @@ def _matching_b(parent: str, modes: tuple[int, ...], columns: dict[str, np.ndarr
     return np.isin(columns["mcB1Mode"], listed).astype(np.int64) + np.isin(columns["mcB2Mode"], listed)
 
 
-def _branching_fraction_weights(
-    v: BranchingFractionVariation, columns: dict[str, np.ndarray], sample: SampleLike
-) -> dict[str, np.ndarray]:
+def _branching_fraction_weights(v: BranchingFractionVariation, columns: dict[str, np.ndarray], sample: SampleLike) -> dict[str, np.ndarray]:
     n_match = _matching_b(v.parent, resolve_modes(v.parent, tuple(v.modes)), columns, sample)
     # the rate of an event with both B's in listed modes scales with the product of both BFs
     return {f"{v.name}_up": (1.0 + v.uncertainty) ** n_match, f"{v.name}_down": (1.0 - v.uncertainty) ** n_match}
 
 
-def fplus(q2: np.ndarray, r1: float = BZ_R1, r2: float = BZ_R2, m1: float = BZ_M1_SQ**0.5) -> np.ndarray:
-    """Ball-Zwicky f+(q2), the parametrisation of ``phasespace.bz_fplus``, with free parameters."""
-    x = 1.0 - np.asarray(q2, dtype=float) / (m1 * m1)
-    return r1 / x + r2 / (x * x)
-
-
 def _rate_density(q2: np.ndarray, params: dict[str, float]) -> np.ndarray:
-    """dGamma/dq2 of B+ -> K+ nu nubar up to a constant: lambda^{3/2} f+^2 (as the generator)."""
-    lam = kallen.py_func(B_PLUS_MASS**2, K_PLUS_MASS**2, q2)  # the kernel's formula, on arrays
-    return np.clip(lam, 0.0, None) ** 1.5 * fplus(q2, **params) ** 2
+    """dGamma/dq2 of B+ -> K+ nu nubar up to a constant, on arrays (the generator's kernel's formula)."""
+    return _dgamma_dq2_columns(np.asarray(q2, dtype=float), B_PLUS_MASS, K_PLUS_MASS, **params)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _total_rate(r1: float, r2: float, m1: float) -> float:
     q2 = np.linspace(0.0, (B_PLUS_MASS - K_PLUS_MASS) ** 2, 20001)
     return float(np.trapezoid(_rate_density(q2, {"r1": r1, "r2": r2, "m1": m1}), q2))
@@ -481,21 +214,19 @@ def _total_rate(r1: float, r2: float, m1: float) -> float:
 
 def form_factor_weight(q2: np.ndarray, params: dict[str, float], shape_only: bool = True) -> np.ndarray:
     """(f+(q2; params) / f+(q2; nominal))^2, divided by the total-rate ratio if ``shape_only``."""
-    nominal = {"r1": BZ_R1, "r2": BZ_R2, "m1": BZ_M1_SQ**0.5}
+    nominal = {"r1": BZ_R1, "r2": BZ_R2, "m1": BZ_M1}
     varied = nominal | params
-    weight = (fplus(q2, **varied) / fplus(q2, **nominal)) ** 2
+    weight = (_fplus_columns(q2, **varied) / _fplus_columns(q2, **nominal)) ** 2
     if shape_only:
         weight = weight * _total_rate(**nominal) / _total_rate(**varied)
     return weight
 
 
-def _form_factor_weights(
-    v: FormFactorVariation, columns: dict[str, np.ndarray], sample: SampleLike
-) -> dict[str, np.ndarray]:
+def _form_factor_weights(v: FormFactorVariation, columns: dict[str, np.ndarray], sample: SampleLike) -> dict[str, np.ndarray]:
     signal = _matching_b("B+", resolve_modes("B+", (SIGNAL_DECAY,)), columns, sample) > 0
     signal &= columns["mcq2"] >= 0
     q2 = np.where(signal, columns["mcq2"], 0.0)
-    nominal = {"r1": BZ_R1, "r2": BZ_R2, "m1": BZ_M1_SQ**0.5}
+    nominal = {"r1": BZ_R1, "r2": BZ_R2, "m1": BZ_M1}
     out = {}
     for param in sorted(v.uncertainties):
         sigma = v.uncertainties[param]
@@ -512,9 +243,7 @@ def _normalisation_weights(v: NormalisationVariation, n: int, sample: SampleLike
     return {f"{v.name}_up": np.full(n, 1.0 + size), f"{v.name}_down": np.full(n, 1.0 - size)}
 
 
-def nominal_weights(
-    cfg: SystematicsConfig, columns: dict[str, np.ndarray], sample_info: SampleLike
-) -> np.ndarray:
+def nominal_weights(cfg: SystematicsConfig, columns: dict[str, np.ndarray], sample_info: SampleLike) -> np.ndarray:
     """Product of the nominal corrections (kaon-PID table values) per event; ones for data."""
     n = len(next(iter(columns.values()))) if columns else 0
     weight = np.ones(n)
@@ -524,9 +253,7 @@ def nominal_weights(
     return weight
 
 
-def weight_variations(
-    cfg: SystematicsConfig, columns: dict[str, np.ndarray], sample_info: SampleLike
-) -> dict[str, np.ndarray]:
+def weight_variations(cfg: SystematicsConfig, columns: dict[str, np.ndarray], sample_info: SampleLike) -> dict[str, np.ndarray]:
     """Multiplicative factors per event for every weight variation, ``<nuisance>_up``/``_down``.
 
     Columns needed: ``kaon_p_lab``, ``kaon_cos_theta_lab``, ``kaon_mc_pdg``,
@@ -535,16 +262,16 @@ def weight_variations(
     """
     n = len(next(iter(columns.values()))) if columns else 0
     if sample_info.is_data:  # data has no truth, and its histograms carry no variations
-        return _ones(_weight_nuisances(cfg), n)
+        return _ones(weight_nuisances(cfg), n)
     out: dict[str, np.ndarray] = {}
-    for v in cfg.kaon_pid:
-        out.update(_kaon_pid_weights(v, columns))
-    for v in cfg.branching_fraction:
-        out.update(_branching_fraction_weights(v, columns, sample_info))
-    for v in cfg.form_factor:
-        out.update(_form_factor_weights(v, columns, sample_info))
-    for v in cfg.normalisation:
-        out.update(_normalisation_weights(v, n, sample_info))
+    for pid in cfg.kaon_pid:
+        out.update(_kaon_pid_weights(pid, columns))
+    for bf in cfg.branching_fraction:
+        out.update(_branching_fraction_weights(bf, columns, sample_info))
+    for ff in cfg.form_factor:
+        out.update(_form_factor_weights(ff, columns, sample_info))
+    for norm in cfg.normalisation:
+        out.update(_normalisation_weights(norm, n, sample_info))
     return out
 
 
@@ -568,7 +295,7 @@ def object_shifts(cfg: SystematicsConfig) -> list[ObjectShift]:
     """The passes to run per chunk; one-sided variations run only their physical direction."""
     shifts = []
     for v in cfg.object_variations:
-        directions = [ONE_SIDED[type(v)]] if type(v) in ONE_SIDED else ["up", "down"]
+        directions: list[Direction] = [ONE_SIDED[type(v)]] if type(v) in ONE_SIDED else ["up", "down"]
         shifts += [ObjectShift(f"{v.name}_{d}", v, d) for d in directions]
     return shifts
 
@@ -672,6 +399,6 @@ def vary_objects(
     if isinstance(v, BeamBackgroundPhotonScaleVariation):
         if photon_mc_pdg is None:
             raise ValueError(f"{v.name} needs photon MC truth (mcPDG); data has no object variations")
-        scale = np.where(np.asarray(photon_mc_pdg) == 0, 1.0 + sign * v.size, 1.0)
-        return tracks, replace(photons, energy=photons.energy * scale)
+        beam_background_scale = np.where(np.asarray(photon_mc_pdg) == 0, 1.0 + sign * v.size, 1.0)
+        return tracks, replace(photons, energy=photons.energy * beam_background_scale)
     raise TypeError(f"unknown object variation {type(v).__name__}")

@@ -19,18 +19,24 @@ import numpy as np
 
 from kvv import jpsik, selection
 from kvv.config import AnalysisConfig
+from kvv.config.analysis import JpsiKValidation
 from processors.knunu import KnunuProcessor, keep_track_truth
 
 SCORES = ("bdt1", "bdt2")
 
 
-def book_controls(names: list[str]) -> dict[str, hist.Hist]:
+def book_controls(names: list[str], validation: JpsiKValidation) -> dict[str, hist.Hist]:
     """Mbc and Delta E of the B candidates and BDT2 of their proxies, per sample."""
     dataset = hist.axis.StrCategory(names, name="dataset")
+    labels = {"mbc": r"$M_{bc}$ [GeV/c$^2$]", "delta_e": r"$\Delta E$ [GeV]", "proxy_bdt2": "BDT2 of the signal proxy"}
     return {
-        "mbc": hist.Hist(dataset, hist.axis.Regular(100, 5.20, 5.30, name="mbc", label=r"$M_{bc}$ [GeV/c$^2$]"), storage=hist.storage.Weight()),
-        "delta_e": hist.Hist(dataset, hist.axis.Regular(80, -0.2, 0.2, name="delta_e", label=r"$\Delta E$ [GeV]"), storage=hist.storage.Weight()),
-        "proxy_bdt2": hist.Hist(dataset, hist.axis.Regular(50, 0.0, 1.0, name="proxy_bdt2", label="BDT2 of the signal proxy"), storage=hist.storage.Weight()),
+        name: hist.Hist(
+            dataset,
+            hist.axis.Regular(b.bins, b.start, b.stop, name=name, label=label),
+            storage=hist.storage.Weight(),
+        )
+        for name, label in labels.items()
+        for b in [getattr(validation, name)]
     }
 
 
@@ -44,6 +50,8 @@ class JpsiKProcessor(KnunuProcessor):
 
     def process(self, events: ak.Array) -> dict:
         cfg, validation = self.cfg, self.cfg.validation
+        if validation is None:
+            raise ValueError(f"analysis {cfg.name!r} has no validation section")
         name = events.metadata["dataset"]
         n_events = len(events)
         ones = np.ones(n_events)  # efficiencies are per event: the luminosity weight cancels
@@ -52,7 +60,7 @@ class JpsiKProcessor(KnunuProcessor):
         track_mask = selection.track_mask(events.Tracks, cfg.cleanup.tracks)
         muon_id = np.asarray(ak.to_numpy(ak.flatten(events.Tracks.muonID[track_mask])), dtype=np.float64)
         beam = selection.beam_columns(events)
-        candidates = jpsik.reconstruct_jpsik(tracks, muon_id, beam)
+        candidates = jpsik.reconstruct_jpsik(tracks, muon_id, beam, validation.candidates)
         has_b = candidates["has_b"]
 
         # one stream per sample and chunk: identical proxies on every executor for the same chunking
@@ -69,7 +77,7 @@ class JpsiKProcessor(KnunuProcessor):
             scores[score] = [values[has_b]]
         selected = selection.interval_mask({k: v[0] for k, v in scores.items()}, validation.cuts)
 
-        controls = book_controls([validation.mc.name, validation.data.name])
+        controls = book_controls([validation.mc.name, validation.data.name], validation)
         controls["mbc"].fill(dataset=name, mbc=candidates["mbc"][has_b])
         controls["delta_e"].fill(dataset=name, delta_e=candidates["delta_e"][has_b])
         controls["proxy_bdt2"].fill(dataset=name, proxy_bdt2=np.nan_to_num(scores["bdt2"][0], nan=-1.0))

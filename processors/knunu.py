@@ -13,12 +13,13 @@ from pathlib import Path
 
 import awkward as ak
 import numpy as np
+import pandas as pd
 from coffea import processor
 
 from kvv import bdt, features, histograms, selection
 from kvv import systematics as sy
-from kvv.columns import PhotonColumns, TrackColumns
 from kvv.config import AnalysisConfig, Sample
+from kvv.physics.columns import PhotonColumns, TrackColumns
 
 MC_EVENT_BRANCHES = ("mcB1Mode", "mcB2Mode", "mcq2")
 TRACK_TRUTH = {"track_mcPDG": "mcPDG", "track_mcMotherPDG": "mcMotherPDG"}  # truth key -> Tracks field
@@ -55,7 +56,7 @@ class KnunuProcessor(processor.ProcessorABC):
             "entries": {sample.name: np.array([n_events], dtype=np.int64)},
         }
         if self.table_dir is not None:
-            out["tables"] = {sample.name: [self._write_table(events, columns, selected_weights)]}
+            out["tables"] = {sample.name: [self._write_table(self.table_dir, events, columns, selected_weights)]}
             return out
 
         booked = histograms.book(cfg)
@@ -96,6 +97,8 @@ class KnunuProcessor(processor.ProcessorABC):
             passed = mask
         selected = {name: values[passed] for name, values in columns.items()}
         if self.model_dir is not None:
+            if cfg.bdt is None:
+                raise ValueError(f"analysis {cfg.name!r} has no bdt section to score the models in {self.model_dir} with")
             selected.update(bdt.score(cfg.bdt, self.model_dir, selected, selected["__event__"]))
         return selected, passed, cutflow
 
@@ -169,13 +172,11 @@ class KnunuProcessor(processor.ProcessorABC):
             in_region = {a.variable: columns[a.variable][mask] for a in region.axes}
             histograms.fill_template(booked["templates"][region.name], region, sample.name, variation, in_region, weights[mask])
 
-    def _write_table(self, events: ak.Array, columns: dict[str, np.ndarray], weights: np.ndarray) -> str:
+    def _write_table(self, table_dir: Path, events: ak.Array, columns: dict[str, np.ndarray], weights: np.ndarray) -> str:
         """Write the preselected events' features as parquet; returns the file path."""
-        import pandas as pd
-
         meta = events.metadata
         name = f"{meta['dataset']}_{Path(meta['filename']).stem}_{meta['entrystart']}_{meta['entrystop']}.parquet"
-        path = self.table_dir / name
+        path = table_dir / name
         table = pd.DataFrame(columns)
         table["weight"] = weights
         table["sample"] = meta["dataset"]
@@ -185,6 +186,9 @@ class KnunuProcessor(processor.ProcessorABC):
         return str(path)
 
     def postprocess(self, accumulator: dict) -> dict:
+        """Merge-time work: the unrun side of one-sided object variations (2 nominal - varied)."""
+        if "templates" in accumulator:
+            histograms.complete_mirrored(accumulator["templates"], self.cfg)
         return accumulator
 
 

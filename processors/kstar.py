@@ -13,17 +13,15 @@ import awkward as ak
 import numpy as np
 
 from kvv import kstar, selection
-from kvv.columns import PhotonColumns, TrackColumns
 from kvv.config import AnalysisConfig
-from kvv.kstar import KstarCuts
+from kvv.physics.columns import PhotonColumns, TrackColumns
 from processors.knunu import KnunuProcessor
 
 
 class KstarProcessor(KnunuProcessor):
     """Fills the per-mode templates, controls and cutflows of a K* analysis config.
 
-    The K* requirements (:class:`kvv.kstar.KstarCuts`) are an argument until
-    the config schema has a section for them.
+    The K* requirements are the config's ``kstar:`` section (:class:`kvv.config.reconstruction.KstarCuts`).
     """
 
     candidate_step = "K* candidate"
@@ -32,12 +30,11 @@ class KstarProcessor(KnunuProcessor):
         self,
         cfg: AnalysisConfig,
         *,
-        cuts: KstarCuts = KstarCuts(),
         model_dir: Path | None = None,
         table_dir: Path | None = None,
     ):
         super().__init__(cfg, model_dir=model_dir, table_dir=table_dir)
-        self.cuts = cuts
+        self.cuts = cfg.kstar
 
     def event_columns(self, events: ak.Array, tracks: TrackColumns, photons: PhotonColumns, truth: dict) -> dict[str, np.ndarray]:
         columns = kstar.reconstruct_kstar(tracks, photons, selection.beam_columns(events), self.cuts)

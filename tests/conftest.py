@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from slurm_setup import slurm  # noqa: F401  (session fixture shared by the SLURM tests)
 
 from kvv.config import ANALYSIS_CONFIG_DIR, load_config
-from slurm_setup import slurm  # noqa: F401  (session fixture shared by the SLURM tests)
 
 SMALL_EVENTS = {"signal": 6000, "charged": 6000, "mixed": 6000, "kstar0nunu": 6000, "kstarpnunu": 6000, "jpsik": 2000, "data_jpsik": 2000}
 SMALL_DEFAULT = 3000
@@ -68,13 +68,12 @@ def small_kstar_config_dict(sample_dir: Path) -> dict:
 
 def _write_and_generate(root: Path, make_config) -> Path:
     """Write ``make_config(root / "samples")`` as ``root/analysis.yaml`` and generate its samples."""
-    from kvv import inputs
-    from kvv.simulate import generate_sample
+    from kvv.simulate import generate_missing, generate_sample
 
     path = root / "analysis.yaml"
     path.write_text(yaml.safe_dump(make_config(root / "samples")))
     cfg = load_config(path)
-    inputs.generate_missing(cfg, cfg.all_samples, lambda tasks: [generate_sample(**t) for t in tasks])
+    generate_missing(cfg, cfg.all_samples, lambda tasks: [generate_sample(**t) for t in tasks])
     return path
 
 

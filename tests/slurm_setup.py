@@ -164,7 +164,7 @@ def stop_daemons() -> None:
         with contextlib.suppress(OSError, ValueError):
             pid = int(pidfile.read_text().split()[0])
             os.kill(pid, signal.SIGTERM)
-            _wait(lambda: not Path(f"/proc/{pid}").exists(), 15, f"{name} ({pid}) does not stop")
+            _wait(lambda pid=pid: not Path(f"/proc/{pid}").exists(), 15, f"{name} ({pid}) does not stop")
             pidfile.unlink(missing_ok=True)
 
 

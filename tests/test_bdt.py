@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -29,8 +30,8 @@ from kvv.bdt import (
     train_continuum_reweighter,
     train_folded,
 )
-from kvv.bdt.config import XGBParams
 from kvv.bdt.diagnostics import weighted_auc
+from kvv.config.bdt import XGBParams
 
 FEATURES = [f"x{i}" for i in range(6)]
 SMALL = {"n_estimators": 30, "max_depth": 3, "n_jobs": 1}
@@ -114,7 +115,7 @@ def test_out_of_fold_scores_never_from_a_model_that_saw_the_event():
 
 
 def test_train_all_summary_and_outputs(trained):
-    _, cfg, outdir, summary = trained
+    _, _, outdir, summary = trained
     assert summary["skipped"] is False
     assert 0.7 < summary["auc_bdt1"] <= 1.0 and 0.5 < summary["auc_bdt2"] <= 1.0
     assert 0.0 < summary["signal_eff_sr"] <= summary["signal_eff_bdt1"] <= 1.0
@@ -188,7 +189,7 @@ def test_scores_independent_of_chunking_and_order(trained):
     assert np.isnan(full["bdt2"][~passed]).all() and not np.isnan(full["bdt2"][passed]).any()
 
     edges = [0, 1, 17, 1000, 4321, 8999, len(mc)]
-    chunks = [score_chunk(models, _columns(mc.iloc[a:b]), event[a:b]) for a, b in zip(edges[:-1], edges[1:])]
+    chunks = [score_chunk(models, _columns(mc.iloc[a:b]), event[a:b]) for a, b in itertools.pairwise(edges)]
     perm = np.random.default_rng(1).permutation(len(mc))
     shuffled = score_chunk(models, _columns(mc.iloc[perm]), event[perm])
     for key, value in full.items():
@@ -246,13 +247,9 @@ def test_bdtc_recovers_known_density_ratio():
     rng = np.random.default_rng(7)
     n = 20000
     data = pd.DataFrame({"x": rng.normal(0.5, 1.0, n), "__event__": np.arange(n), "bdt1": 1.0})
-    mc = pd.DataFrame(
-        {"x": rng.normal(0.0, 1.0, 2 * n), "__event__": np.arange(2 * n), "bdt1": 1.0, "weight": 0.5 * 1.2}
-    )
+    mc = pd.DataFrame({"x": rng.normal(0.0, 1.0, 2 * n), "__event__": np.arange(2 * n), "bdt1": 1.0, "weight": 0.5 * 1.2})
     mc.loc[0, "bdt1"] = 0.0  # below the cut: not used
-    cfg = ContinuumReweightConfig(
-        features=["x"], n_estimators=60, max_depth=2, mc_lumi_scale=1 / 1.2, bdt1_cut=0.9, n_jobs=1
-    )
+    cfg = ContinuumReweightConfig(features=["x"], n_estimators=60, max_depth=2, mc_lumi_scale=1 / 1.2, bdt1_cut=0.9, n_jobs=1)
     reweighter, info = train_continuum_reweighter(data, mc, cfg, n_folds=2)
     assert info["n_mc"] == 2 * n - 1
     assert info["ratio"] == pytest.approx(1.0, rel=1e-3)
@@ -263,15 +260,13 @@ def test_bdtc_recovers_known_density_ratio():
     rel = info["mc_weights"][central] / truth[central] - 1.0
     assert abs(np.median(rel)) < 0.05 and np.median(np.abs(rel)) < 0.15
     # The stored model reproduces the out-of-fold weights of the MC.
-    np.testing.assert_allclose(
-        reweighter.weights(x[:, None], mc["__event__"].to_numpy()[1:]), info["mc_weights"], rtol=1e-6
-    )
+    np.testing.assert_allclose(reweighter.weights(x[:, None], mc["__event__"].to_numpy()[1:]), info["mc_weights"], rtol=1e-6)
     with pytest.raises(KeyError, match="bdt1"):
         train_continuum_reweighter(data.drop(columns="bdt1"), mc, cfg)
 
 
 def test_missing_columns_in_chunk(trained):
-    mc, cfg, outdir, _ = trained
+    mc, _, outdir, _ = trained
     models = load_models(outdir, FEATURES)
     cols = _columns(mc)
     del cols["x3"]
@@ -282,7 +277,8 @@ def test_missing_columns_in_chunk(trained):
 def test_dict_tables_accepted(tmp_path):
     mc, _ = _tables(seed=2)
     cfg = BDTConfig(
-        bdt1=BDTStageConfig(features=FEATURES, **SMALL), bdt2=BDTStageConfig(features=FEATURES[:3], **SMALL),
+        bdt1=BDTStageConfig(features=FEATURES, **SMALL),
+        bdt2=BDTStageConfig(features=FEATURES[:3], **SMALL),
         bdt1_cut=0.5,
     )
     table = {c: mc[c].to_numpy() for c in mc.columns}
@@ -294,7 +290,7 @@ def test_dict_tables_accepted(tmp_path):
 
 
 def test_empty_chunk(trained):
-    mc, cfg, outdir, _ = trained
+    _, cfg, outdir, _ = trained
     models = load_models_cached(outdir, stage_features(cfg), config_hash(cfg))
     out = score_chunk(models, {f: np.empty(0) for f in FEATURES}, np.empty(0, dtype=np.int64))
     assert all(len(v) == 0 for v in out.values())

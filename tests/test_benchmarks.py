@@ -13,10 +13,13 @@ import yaml
 from coffea import processor
 
 from benchmarks import awkward_way, chain, pandas_way
-from kvv import bdt, features, inputs, selection
+from kvv import bdt, features, selection
 from kvv.config import load_config
+from kvv.io import inputs
 from processors.knunu import KnunuProcessor
 from tests.conftest import small_config_dict
+
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -93,3 +96,17 @@ def test_awkward_features_match_kernels(trained):
     for name in ref:
         np.testing.assert_allclose(np.asarray(got[name], float), np.asarray(ref[name], float), rtol=1e-9, atol=1e-12, err_msg=name)
     assert not math.isnan(sum(np.sum(v) for v in got.values()))
+
+
+def test_update_readme_replaces_only_the_results_block(tmp_path):
+    from benchmarks import report
+
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# intro\n\n{report.RESULTS_BEGIN}\n\nold tables\n{report.RESULTS_END}\n\n## after\n")
+    results = {"command": "python -m benchmarks --quick", "machine": {**report.machine(), "load_average_end": (0.0, 0.0, 0.0)}, "goals": []}
+    report.update_readme(results, readme)
+    text = readme.read_text()
+    assert "old tables" not in text
+    assert text.startswith("# intro\n") and text.endswith("## after\n")
+    assert "Command: `python -m benchmarks --quick`" in text
+    assert "#### Throughput per core" in text

@@ -14,12 +14,16 @@ import time
 from pathlib import Path
 
 import pytest
+import slurm_setup
 from distributed import Client, LocalCluster
 from distributed.security import Security
-import slurm_setup
 from slurm_setup import slurm_cli_args, wait_queue_empty
 
 from kvv import cluster
+from kvv.config import ConfigError
+from kvv.config.cluster import load_slurm_config
+
+pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -70,7 +74,7 @@ def test_add_arguments_defaults_are_secure():
 
 
 def test_repository_slurm_yaml_is_valid():
-    cfg = cluster.load_slurm_config(REPO / "cluster" / "slurm.yaml")
+    cfg = load_slurm_config(REPO / "cluster" / "slurm.yaml")
     assert cfg.min_jobs <= cfg.max_jobs
 
 
@@ -83,15 +87,15 @@ def test_cli_overrides_slurm_yaml(tmp_path):
 
 def test_unknown_slurm_key_is_one_line_error(tmp_path):
     (tmp_path / "s.yaml").write_text("cores: 2\nqueue_name: short\n")
-    with pytest.raises(cluster.ClusterError, match=r"s\.yaml: unknown key 'queue_name'") as err:
-        cluster.load_slurm_config(tmp_path / "s.yaml")
+    with pytest.raises(ConfigError, match=r"s\.yaml: unknown key 'queue_name'") as err:
+        load_slurm_config(tmp_path / "s.yaml")
     assert "\n" not in str(err.value)
 
 
 def test_bad_slurm_value_names_key(tmp_path):
     (tmp_path / "s.yaml").write_text("job_extra_directives: [--qos=x, 3]\n")
-    with pytest.raises(cluster.ClusterError, match=r"job_extra_directives\.1: "):
-        cluster.load_slurm_config(tmp_path / "s.yaml")
+    with pytest.raises(ConfigError, match=r"job_extra_directives\.1: "):
+        load_slurm_config(tmp_path / "s.yaml")
 
 
 def test_tcp_scheduler_needs_insecure():

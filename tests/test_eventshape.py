@@ -1,4 +1,4 @@
-"""Tests of kvv.eventshape against numpy brute force and hand-computed configurations."""
+"""Tests of kvv.physics.eventshape against numpy brute force and hand-computed configurations."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.special import eval_legendre
 
-from kvv import eventshape as es
+from kvv.physics import eventshape as es
 
 
 def ranges(counts):
@@ -40,7 +40,7 @@ def brute_fox_wolfram(p: np.ndarray, lmax: int = es.FW_LMAX) -> np.ndarray:
     mag = np.linalg.norm(p, axis=1)
     cos = np.clip((p @ p.T) / np.outer(mag, mag), -1, 1) if len(p) else np.zeros((0, 0))
     w = np.outer(mag, mag)
-    return np.array([(w * eval_legendre(l, cos)).sum() for l in range(lmax + 1)])
+    return np.array([(w * eval_legendre(ell, cos)).sum() for ell in range(lmax + 1)])
 
 
 OCTAHEDRON = np.vstack([np.eye(3), -np.eye(3)])
@@ -64,7 +64,7 @@ def test_thrust_exact_matches_brute_force(n):
     counts = np.full(40, n)
     p = random_batch(rng, counts)
     value, axis = run(es.thrust, split(p, counts))
-    for t, a, ev in zip(value, axis, split(p, counts)):
+    for t, a, ev in zip(value, axis, split(p, counts), strict=True):
         assert t == pytest.approx(brute_thrust(ev), rel=1e-12)
         # the axis reproduces the value and is a unit vector with a_z >= 0
         assert np.abs(ev @ a).sum() / np.linalg.norm(ev, axis=1).sum() == pytest.approx(t, rel=1e-12)
@@ -76,7 +76,7 @@ def test_thrust_iterative_beyond_exact_range(n):
     rng = np.random.default_rng(n)
     counts = np.full(100, n)
     p = random_batch(rng, counts)
-    value, axis = run(es.thrust, split(p, counts))
+    value, _axis = run(es.thrust, split(p, counts))
     want = np.array([brute_thrust(ev) for ev in split(p, counts)])
     # a local maximum: never above the true thrust, equal in the vast majority of events
     assert np.all(value <= want * (1 + 1e-12))
@@ -122,13 +122,13 @@ def test_axis_legendre_matches_numpy():
     axis = rng.normal(size=(4, 3))
     axis[3] = 0.0  # null axis -> zeros
     got = run(es.axis_legendre, split(p, counts), axis)
-    for g, ev, a in zip(got, split(p, counts), axis):
+    for g, ev, a in zip(got, split(p, counts), axis, strict=True):
         if len(ev) == 0 or not a.any():
             np.testing.assert_array_equal(g, 0.0)
             continue
         mag = np.linalg.norm(ev, axis=1)
         cos = ev @ a / (mag * np.linalg.norm(a))
-        want = [(mag * eval_legendre(l, cos)).sum() for l in range(es.FW_LMAX + 1)]
+        want = [(mag * eval_legendre(ell, cos)).sum() for ell in range(es.FW_LMAX + 1)]
         np.testing.assert_allclose(g, want, rtol=1e-12)
 
 
@@ -137,7 +137,7 @@ def test_sphericity_matches_eigvalsh():
     counts = np.array([0, 1, 2, 3, 10, 25])
     p = random_batch(rng, counts)
     sph, apl = run(es.sphericity, split(p, counts))
-    for s, a, ev in zip(sph, apl, split(p, counts)):
+    for s, a, ev in zip(sph, apl, split(p, counts), strict=True):
         if len(ev) == 0:
             assert s == 0.0 and a == 0.0
             continue
@@ -161,7 +161,7 @@ def test_cleo_cones_match_numpy_binning():
     p = random_batch(rng, counts)
     axis = rng.normal(size=(4, 3))
     got = run(es.cleo_cones, split(p, counts), axis)
-    for g, ev, a in zip(got, split(p, counts), axis):
+    for g, ev, a in zip(got, split(p, counts), axis, strict=True):
         mag = np.linalg.norm(ev, axis=1)
         angle = np.degrees(np.arccos(np.clip(ev @ a / (mag * np.linalg.norm(a)), -1, 1)))
         folded = np.minimum(angle, 180 - angle)

@@ -10,9 +10,9 @@ import vector
 from scipy.special import eval_legendre
 
 from kvv import features
-from kvv.beams import Beams
-from kvv.columns import BeamColumns, PhotonColumns, TrackColumns
-from kvv.kinematics import M_KAON, M_PION
+from kvv.physics.beams import Beams
+from kvv.physics.columns import BeamColumns, PhotonColumns, TrackColumns
+from kvv.physics.kinematics import M_KAON, M_PION
 
 INT_COLUMNS = {"kaon_index", "kaon_charge", "n_tracks", "n_photons"}
 
@@ -96,7 +96,7 @@ def reference(tracks, photons, beam, i, kaon_id_cut=-np.inf):
 
     mag = np.linalg.norm(all_p, axis=1)
     cos = np.clip(all_p @ all_p.T / np.outer(mag, mag), -1, 1)
-    h = [(np.outer(mag, mag) * eval_legendre(l, cos)).sum() for l in range(5)]
+    h = [(np.outer(mag, mag) * eval_legendre(ell, cos)).sum() for ell in range(5)]
     roe_mag = mag[~is_kaon]
     kaon_mag = np.linalg.norm(kaon_p)
     cos_k = roe_p @ kaon_p / (roe_mag * kaon_mag) if k >= 0 else np.zeros(len(roe_mag))
@@ -125,10 +125,7 @@ def reference(tracks, photons, beam, i, kaon_id_cut=-np.inf):
         "theta_miss": np.arccos(miss_lab[2] / np.linalg.norm(miss_lab)),
         "r2": h[2] / h[0] if h[0] > 0 else 0.0,
         "r4": h[4] / h[0] if h[0] > 0 else 0.0,
-        **{
-            f"ksfw_hso_{l}": kaon_mag * (roe_mag * eval_legendre(l, cos_k)).sum() / h[0] if h[0] > 0 else 0.0
-            for l in range(5)
-        },
+        **{f"ksfw_hso_{ell}": kaon_mag * (roe_mag * eval_legendre(ell, cos_k)).sum() / h[0] if h[0] > 0 else 0.0 for ell in range(5)},
         "e_t": np.hypot(all_p[:, 0], all_p[:, 1]).sum(),
         "kaon_dz_roe": abs(tracks.dz[sl][k] - dz_roe.mean()) if k >= 0 and len(dz_roe) else 0.0,
         "roe_dz_spread": dz_roe.std() if len(dz_roe) else 0.0,
@@ -149,9 +146,7 @@ def test_names_docs_and_counts():
     for name in names + features.COLUMN_NAMES:
         assert re.fullmatch(r"[a-z][a-z0-9_]*", name)
     assert set(features.FEATURE_DOCS) == set(names) and all(features.FEATURE_DOCS.values())
-    assert {"kaon_pt", "kaon_p_cms", "kaon_kaon_id", "has_kaon", "n_tracks", "theta_miss", "e_visible_cms"} <= set(
-        features.COLUMN_NAMES
-    )
+    assert {"kaon_pt", "kaon_p_cms", "kaon_kaon_id", "has_kaon", "n_tracks", "theta_miss", "e_visible_cms"} <= set(features.COLUMN_NAMES)
     for name in ("q2_rec", "roe_energy", "roe_mbc", "roe_delta_e", "thrust", "cos_theta_thrust", "r2", "sphericity"):
         assert name in names
     assert [f"cleo_cone_{k}" for k in range(1, 10)] == [n for n in names if n.startswith("cleo_cone")]

@@ -11,10 +11,9 @@ import pytest
 import scipy.optimize
 import scipy.stats
 
+from kvv.config.fit import FitSettings
 from kvv.fit import (
     FitError,
-    FitModelConfig,
-    InferenceOptions,
     Likelihood,
     build_workspace,
     grouped_impacts,
@@ -44,6 +43,7 @@ def belle2_fit(belle2):
     return mle(belle2, minos=True)
 
 
+@pytest.mark.slow
 def test_belle2_mle(belle2, belle2_fit):
     poi = belle2.poi_index
     assert belle2_fit.success
@@ -53,6 +53,7 @@ def test_belle2_mle(belle2, belle2_fit):
     assert -low == pytest.approx(1.3, abs=0.15) and high == pytest.approx(1.3, abs=0.15)
 
 
+@pytest.mark.slow
 def test_belle2_significance(belle2):
     # plain pyhf + MINUIT fails on the mu = 0 fixed fit here; kvv must not
     result = significance(belle2)
@@ -60,6 +61,7 @@ def test_belle2_significance(belle2):
     assert result["null_fit_optimizer"] != "none"
 
 
+@pytest.mark.slow
 def test_belle2_stat_syst_split(belle2, belle2_fit):
     # published: 1.0 (stat), 0.9 (syst).  With the background normalisations floating in
     # the stat-only fit we get ~0.89 / ~1.00; fixing them too gives stat ~0.57.
@@ -91,12 +93,9 @@ def _templates() -> dict:
 
 
 def test_build_workspace_schema_and_sharing():
-    spec = build_workspace(_templates(), FitModelConfig())
+    spec = build_workspace(_templates(), FitSettings(poi_bounds=(0.0, 10.0)))
     pyhf.schema.validate(spec, "workspace.json")
-    norm_names = {
-        c["name"]: {m["name"] for s in c["samples"] for m in s["modifiers"] if m["type"] == "normsys"}
-        for c in spec["channels"]
-    }
+    norm_names = {c["name"]: {m["name"] for s in c["samples"] for m in s["modifiers"] if m["type"] == "normsys"} for c in spec["channels"]}
     assert "norm_uubar" in norm_names["on"] and "norm_uubar" in norm_names["off"]
     model = pyhf.Workspace(spec).model()
     assert model.config.param_set("norm_uubar").n_parameters == 1
@@ -104,7 +103,7 @@ def test_build_workspace_schema_and_sharing():
 
 def test_staterror_pruning():
     templates = _templates()
-    config = FitModelConfig(staterror_threshold=0.02)
+    config = FitSettings(poi_bounds=(0.0, 10.0), staterror_prune_threshold=0.02)
     spec = build_workspace(templates, config)
     model = pyhf.Workspace(spec).model()
     for channel in templates:
@@ -119,7 +118,7 @@ def test_staterror_pruning():
 
 @pytest.mark.parametrize("mu_inject", [0.0, 2.5])
 def test_asimov_recovers_injected_mu(mu_inject):
-    spec = build_workspace(_templates(), FitModelConfig(poi_bounds=(-5.0, 10.0)), mu_inject=mu_inject)
+    spec = build_workspace(_templates(), FitSettings(poi_bounds=(-5.0, 10.0), injected_mu=mu_inject))
     lh = Likelihood.from_workspace(spec)
     fit = mle(lh, minos=False)
     assert fit.bestfit[lh.poi_index] == pytest.approx(mu_inject, abs=1e-3)
@@ -142,7 +141,9 @@ def test_empty_background_bins_get_one_event_of_the_best_known_background():
     # the floored bin keeps the Asimov significance finite; without nuisance parameters
     # it is the closed-form sum over bins of 2 ((s + b) ln(1 + s/b) - s)
     del uubar["variations"]
-    lh = Likelihood.from_workspace(build_workspace(templates, FitModelConfig(staterror=False, background_norm_uncertainty=0.0)))
+    lh = Likelihood.from_workspace(
+        build_workspace(templates, FitSettings(poi_bounds=(0.0, 10.0), staterror=False, background_normalisation_uncertainty=0.0))
+    )
     s_on = templates["on"]["signal"]["yields"]
     b_on = templates["on"]["uubar"]["yields"] + charged["yields"]
     z_closed = np.sqrt(np.sum(2 * ((s_on + b_on) * np.log1p(s_on / b_on) - s_on)))
@@ -152,7 +153,7 @@ def test_empty_background_bins_get_one_event_of_the_best_known_background():
 def test_systematics_table_lists_every_source(tmp_path):
     from kvv.fit import systematics_table
 
-    spec = build_workspace(_templates(), FitModelConfig(background_norm_uncertainty=0.2))
+    spec = build_workspace(_templates(), FitSettings(poi_bounds=(0.0, 10.0), background_normalisation_uncertainty=0.2))
     lh = Likelihood.from_workspace(spec)
     fit = mle(lh, minos=False)
     sources = {"tracking": ["tracking"], "uubar norm": ["norm_uubar"], "MC statistics": ["staterror*"], "unused": ["pid_*"]}
@@ -167,27 +168,29 @@ def test_systematics_table_lists_every_source(tmp_path):
     refit = mle(lh, minos=False, fixed={index: fit.bestfit[index]})
     sigma_fixed = refit.uncertainty[lh.poi_index]
     assert table["groups"]["tracking"]["impact"] == pytest.approx(np.sqrt(table["total"] ** 2 - sigma_fixed**2), rel=0.02)
-    markdown = run_inference(spec, tmp_path, options=InferenceOptions(steps=("mle",), sources=sources))["report"]
+    markdown = run_inference(spec, tmp_path, FitSettings(steps=["mle"]), sources=sources)["report"]
     text = Path(markdown["systematics"]).read_text()
     assert all(f"| {name} |" in text for name in sources) and "**total**" in text
 
 
 def test_toy_pseudo_data_is_reproducible():
-    a = build_workspace(_templates(), pseudo_data="toy", seed=3, mu_inject=1.0)
-    b = build_workspace(_templates(), pseudo_data="toy", seed=3, mu_inject=1.0)
+    a = build_workspace(_templates(), FitSettings(pseudo_data="toy", seed=3, injected_mu=1.0))
+    b = build_workspace(_templates(), FitSettings(pseudo_data="toy", seed=3, injected_mu=1.0))
     assert a["observations"] == b["observations"]
     assert all(float(x).is_integer() for o in a["observations"] for x in o["data"])
 
 
 def test_config_errors_name_the_key():
     with pytest.raises(FitError, match="signal sample 'sig'"):
-        build_workspace(_templates(), FitModelConfig(signal="sig"))
+        build_workspace(_templates(), FitSettings(signal_template="sig"))
     with pytest.raises(FitError, match="'ddbar'"):
-        build_workspace(_templates(), FitModelConfig(background_norm_uncertainty={"ddbar": 0.3}))
+        build_workspace(_templates(), FitSettings(background_normalisation_uncertainty={"ddbar": 0.3}))
     with pytest.raises(FitError, match="channel 'off'"):
-        build_workspace(_templates(), FitModelConfig(), observations={"on": np.array([60.0, 50.0, 35.0])})
+        build_workspace(_templates(), FitSettings(poi_bounds=(0.0, 10.0)), observations={"on": np.array([60.0, 50.0, 35.0])})
     with pytest.raises(FitError, match="channel 'offres'"):
-        build_workspace(_templates(), FitModelConfig(), observations={"on": np.ones(3), "off": np.ones(3), "offres": np.ones(3)})
+        build_workspace(
+            _templates(), FitSettings(poi_bounds=(0.0, 10.0)), observations={"on": np.ones(3), "off": np.ones(3), "offres": np.ones(3)}
+        )
 
 
 # ---------------------------------------------------------------- malformed workspaces
@@ -216,10 +219,15 @@ def test_schema_invalid_workspace(tmp_path):
 
 def _counting(n_obs: float, s: float, b: float) -> dict:
     return {
-        "channels": [{"name": "sr", "samples": [
-            {"name": "signal", "data": [s], "modifiers": [{"name": "mu", "type": "normfactor", "data": None}]},
-            {"name": "bkg", "data": [b], "modifiers": []},
-        ]}],
+        "channels": [
+            {
+                "name": "sr",
+                "samples": [
+                    {"name": "signal", "data": [s], "modifiers": [{"name": "mu", "type": "normfactor", "data": None}]},
+                    {"name": "bkg", "data": [b], "modifiers": []},
+                ],
+            }
+        ],
         "observations": [{"name": "sr", "data": [n_obs]}],
         "measurements": [{"name": "m", "config": {"poi": "mu", "parameters": [{"name": "mu", "bounds": [[0.0, 20.0]]}]}}],
         "version": "1.0.0",
@@ -273,8 +281,8 @@ def test_toy_cls_counting_model_matches_poisson_sums():
 def test_toy_limit_in_the_pipeline(tmp_path):
     n_obs, s, b = 8.0, 5.0, 10.0
     n_toys = 500
-    options = InferenceOptions(steps=("mle", "limit"), limit_method="toys", limit_toys=n_toys)
-    toys = run_inference(_counting(n_obs, s, b), tmp_path, options=options)["upper_limit_toys"]
+    options = FitSettings(steps=["mle", "limit"], limit_method="toys", limit_toys=n_toys, seed=0)
+    toys = run_inference(_counting(n_obs, s, b), tmp_path, options)["upper_limit_toys"]
     for point in toys["points"]:
         p_exact = scipy.stats.poisson.cdf(n_obs, point["mu"] * s + b)
         assert point["clsb"] == pytest.approx(p_exact, abs=4 * np.sqrt(p_exact * (1 - p_exact) / n_toys) + 1 / n_toys)
@@ -295,7 +303,7 @@ def test_limit_bands_beyond_the_poi_range_are_infinite():
 
 
 def test_injection_pulls():
-    spec = build_workspace(_templates(), FitModelConfig(background_norm_uncertainty=0.1))
+    spec = build_workspace(_templates(), FitSettings(poi_bounds=(0.0, 10.0), background_normalisation_uncertainty=0.1))
     lh = Likelihood.from_workspace(spec)
     results = injection_study(lh, mu_values=(0.0, 5.0), n_toys=150, seed=7)
     for r in results:
@@ -305,12 +313,13 @@ def test_injection_pulls():
     assert lh.bounds[lh.poi_index].tolist() == [0.0, 10.0]  # restored
 
 
+@pytest.mark.slow
 def test_injection_on_the_default_analysis():
     """The workspace of the default run (MC-statistics dominated: Asimov mu = 1 -1/+93): injected mu
     values are recovered, i.e. lie in the toys' 68 % intervals as often as they should, and the
     profile-likelihood pulls are standard normal within their statistical precision."""
     lh = Likelihood.from_workspace(DEFAULT_ANALYSIS)
-    for r in injection_study(lh, n_toys=50, seed=2021):
+    for r in injection_study(lh, (0.0, 1.0, 5.0, 20.0), n_toys=50, seed=2021):
         assert r["n_failed"] == 0
         assert abs(r["pull_mean"]) < 3 * r["pull_mean_error"]
         assert abs(r["pull_width"] - 1.0) < 3 * r["pull_width_error"]
@@ -318,9 +327,9 @@ def test_injection_on_the_default_analysis():
 
 
 def test_run_inference_small_model(tmp_path):
-    spec = build_workspace(_templates(), FitModelConfig(), mu_inject=1.0)
-    options = InferenceOptions(steps=("mle", "scan", "significance", "limit", "gof", "impacts", "plots"), refit_top=3)
-    results = run_inference(spec, tmp_path, options=options)
+    spec = build_workspace(_templates(), FitSettings(poi_bounds=(0.0, 10.0), injected_mu=1.0))
+    options = FitSettings(steps=["mle", "scan", "significance", "limit", "gof", "impacts", "plots"], refit_top=3, seed=0)
+    results = run_inference(spec, tmp_path, options)
     assert results["mle"]["poi_value"] == pytest.approx(1.0, abs=1e-3)
     assert results["goodness_of_fit"]["t"] == pytest.approx(0.0, abs=1e-3)
     for name in ("fit_results.json", "fit_summary.md", "plots/postfit_on.png", "plots/cls_scan.pdf", "plots/ranking.png"):

@@ -8,11 +8,11 @@ from itertools import combinations
 import numpy as np
 import pytest
 from scipy import integrate
+from test_kstar import make_beam, make_photons, make_tracks, p4_of
 
 from kvv import features, jpsik, peaks
-from kvv.beams import Beams, boost_matrix
 from kvv.jpsik import JpsiKCuts
-from test_kstar import make_beam, make_photons, make_tracks, p4_of
+from kvv.physics.beams import Beams, boost_matrix
 
 WIDE = JpsiKCuts(jpsi_mass_window=3.0, delta_e_window=6.0)
 
@@ -163,12 +163,12 @@ def test_selection_efficiency_and_ratio():
     assert jpsik.efficiency_ratio(none, mc, cuts)[0] == 0.0
 
 
-
 @pytest.fixture(scope="module")
 def jpsik_sample(tmp_path_factory) -> dict:
+    from test_kstar import load_sample
+
     from kvv.eventformat import Process
     from kvv.simulate import generate_sample
-    from test_kstar import load_sample
 
     path = tmp_path_factory.mktemp("jpsik") / "jpsik.root"
     generate_sample(Process.JPSIK, 3000, path, beams=Beams(), seed=13, chunk_size=3000)
@@ -200,7 +200,7 @@ def test_mbc_and_delta_e_on_simulation(jpsik_sample):
 def test_signal_proxy_on_simulation(jpsik_sample):
     tracks, reco = jpsik_sample["tracks"], jpsik_sample["reco"]
     has = reco["has_b"]
-    proxy, q2, keep = jpsik.signal_proxy(tracks, reco, np.random.default_rng(8))
+    proxy, q2, _keep = jpsik.signal_proxy(tracks, reco, np.random.default_rng(8))
     assert np.array_equal(np.diff(proxy.offsets), np.diff(tracks.offsets) - 2 * has)
     before = features.event_features(tracks, jpsik_sample["photons"], jpsik_sample["beam"])
     after = features.event_features(proxy, jpsik_sample["photons"], jpsik_sample["beam"])
@@ -218,4 +218,3 @@ def test_sm_q2_sampler_matches_the_generator():
     generated = generate_events(Process.KNUNU, 5000, beams=Beams(), seed=5).q2
     sampled = jpsik.sample_sm_q2(5000, np.random.default_rng(1))
     assert stats.ks_2samp(generated[generated >= 0], sampled).pvalue > 0.01
-

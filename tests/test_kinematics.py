@@ -1,4 +1,4 @@
-"""Tests of kvv.kinematics against vector, kvv.beams and hand-computed cases."""
+"""Tests of kvv.physics.kinematics against vector, kvv.physics.beams and hand-computed cases."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import vector
 
-from kvv import kinematics as kin
-from kvv.beams import Beams
+from kvv.physics import kinematics as kin
+from kvv.physics.beams import Beams
 
 M_B = 5.27934  # GeV, PDG B+ mass
 
@@ -125,9 +125,7 @@ def test_kaon_first_objects_order_and_mass_hypotheses():
     theta = np.array([0.3, 1.5, 2.5])
     phi = np.array([-2.0, 0.1, 3.0])
     kaon = np.array([1, -1, -1])
-    offsets, e, px, py, pz = kin.kaon_first_objects(
-        track_offsets, *cols(tp), photon_offsets, energy, theta, phi, kaon
-    )
+    offsets, e, px, py, pz = kin.kaon_first_objects(track_offsets, *cols(tp), photon_offsets, energy, theta, phi, kaon)
     np.testing.assert_array_equal(offsets, [0, 4, 6, 7])
     p = np.column_stack([px, py, pz])
     np.testing.assert_allclose(p[[0, 1, 2, 6]], tp[[1, 0, 2, 3]])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from itertools import combinations, permutations, product
 
@@ -11,9 +10,9 @@ import pytest
 import uproot
 
 from kvv import histograms, kstar
-from kvv.beams import Beams
-from kvv.columns import BeamColumns, PhotonColumns, TrackColumns
-from kvv.kstar import KstarCuts, Mode, Rank
+from kvv.config.reconstruction import KstarCuts, Mode, Rank
+from kvv.physics.beams import Beams
+from kvv.physics.columns import BeamColumns, PhotonColumns, TrackColumns
 
 # Wide windows so that random events have many candidates in every mode.
 WIDE = KstarCuts(ks_mass_window=0.3, ks_dr_min=0.02, prompt_dr_max=0.2, pi0_mass_window=0.12, kstar_mass_window=0.6)
@@ -53,7 +52,7 @@ def gamma_p4(g: tuple) -> tuple[float, ...]:
 
 
 def add(*vs):
-    return tuple(sum(c) for c in zip(*vs))
+    return tuple(sum(c) for c in zip(*vs, strict=True))
 
 
 def mass(v) -> float:
@@ -127,7 +126,7 @@ def run(tracks: list, photons: list, cuts: KstarCuts) -> dict:
 def test_matches_brute_force(modes, rank):
     rng = np.random.default_rng(7)
     tracks, photons = random_events(rng, 300)
-    cuts = dataclasses.replace(WIDE, modes=modes, rank=rank)
+    cuts = WIDE.model_copy(update={"modes": modes, "rank": rank})
     out = run(tracks, photons, cuts)
     n_with = 0
     for i in range(len(tracks)):
@@ -183,7 +182,7 @@ def test_ks_displacement_requirement():
     displaced = [(0.3, 0.0, pstar, 1, 0.1, 0.0, 0.0), (0.3, 0.0, -pstar, -1, -0.1, 0.0, 0.0)]
     bachelor = (0.2, 0.3, 0.1, 1, 0.0, 0.0, 0.9)
     cuts = KstarCuts(kstar_mass_window=5.0, modes=(Mode.KSTARP_KSPI,))
-    out = run([prompt + [bachelor], displaced + [bachelor]], [[], []], cuts)
+    out = run([[*prompt, bachelor], [*displaced, bachelor]], [[], []], cuts)
     assert list(out["kstar_mode"]) == [-1, Mode.KSTARP_KSPI]
     assert tuple(out["daughters"][1]) == (-1, 2, 0, 1, -1, -1)
     assert out["ks_mass_pull"][1] == pytest.approx(0.0, abs=0.3)
@@ -208,7 +207,7 @@ def decay_in_lab(parent_cms: np.ndarray, m1: float, m2: float, cos_hel: float, b
     direction = cos_hel * axis + math.sqrt(1 - cos_hel**2) * ortho
     d1 = np.array([math.sqrt(p * p + m1 * m1), *(p * direction)])
     d2 = np.array([math.sqrt(p * p + m2 * m2), *(-p * direction)])
-    from kvv.beams import boost_matrix
+    from kvv.physics.beams import boost_matrix
 
     to_cms = boost_matrix(parent_cms[1:] / parent_cms[0])
     return beams.cms_to_lab @ (to_cms @ d1), beams.cms_to_lab @ (to_cms @ d2)
@@ -269,7 +268,7 @@ def load_sample(path, cleanup: dict | None = None) -> dict:
 
     from kvv import selection
     from kvv.config import Cleanup
-    from kvv.schema import Belle2Schema
+    from kvv.io.schema import Belle2Schema
 
     events = NanoEventsFactory.from_root({str(path): "events"}, schemaclass=Belle2Schema, mode="eager").events()
     cuts = Cleanup.model_validate(cleanup or {})
@@ -350,11 +349,9 @@ def test_kstar_q2_and_helicity_on_simulation(kstar_samples):
 def test_processor_fills_one_region_per_mode(kstar_samples):
     from coffea import processor
 
-    from kvv.config import load_config
-    from kvv.schema import Belle2Schema
+    from kvv.config import AnalysisConfig, load_config
+    from kvv.io.schema import Belle2Schema
     from processors.kstar import KstarProcessor
-
-    from kvv.config import AnalysisConfig
 
     # without BDT models: the regions cut on the K* mode only
     raw = load_config("kstar2024").model_dump()
@@ -379,6 +376,7 @@ def test_processor_fills_one_region_per_mode(kstar_samples):
 # ---------------------------------------------------------------- the K* analysis end to end
 
 
+@pytest.mark.slow
 def test_small_kstar_analysis_end_to_end(small_kstar_analysis, tmp_path):
     """Simulate -> per-charge BDTs -> per-mode templates -> one mu over the four mode channels:
     the toy's injected signal is recovered, each event is scored by its own category's models,
@@ -393,7 +391,10 @@ def test_small_kstar_analysis_end_to_end(small_kstar_analysis, tmp_path):
 
     cfg = load_config(small_kstar_analysis)
     outputs = tmp_path / "outputs"
-    assert main(["--config", str(small_kstar_analysis), "--executor", "futures", "--workers", "2", "--outputs", str(outputs), "--no-progress"]) == 0
+    assert (
+        main(["--config", str(small_kstar_analysis), "--executor", "futures", "--workers", "2", "--outputs", str(outputs), "--no-progress"])
+        == 0
+    )
     out = outputs / cfg.name
 
     # one BDT pair per K* charge, each scoring only its own events

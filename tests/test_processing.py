@@ -11,17 +11,22 @@ import pytest
 import uproot
 
 from kvv import eventformat, histograms
-from kvv.beams import Beams
 from kvv.config import load_config
+from kvv.physics.beams import Beams
 from kvv.run import main
 from kvv.simulate.writer import branch_types
+
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="session")
 def trained(small_analysis, tmp_path_factory) -> tuple[Path, Path]:
     """(config, outputs) of the small analysis with its BDTs trained once."""
     outputs = tmp_path_factory.mktemp("outputs")
-    assert main(["--config", str(small_analysis), "--stage", "train", "--executor", "iterative", "--outputs", str(outputs), "--no-progress"]) == 0
+    assert (
+        main(["--config", str(small_analysis), "--stage", "train", "--executor", "iterative", "--outputs", str(outputs), "--no-progress"])
+        == 0
+    )
     return small_analysis, outputs
 
 
@@ -145,9 +150,9 @@ def _config_with_file(small_analysis: Path, tmp_path: Path, bad_file: Path) -> P
     raw = yaml.safe_load(small_analysis.read_text())
     raw["samples"] = [s for s in raw["samples"] if s["name"] in ("signal", "charged")]
     good = load_config(small_analysis)
-    from kvv.inputs import sample_file_paths
+    from kvv.io.samplefiles import sample_file_paths
 
-    raw["samples"][0]["files"] = sample_file_paths(good, good.sample("signal")) + [str(bad_file)]
+    raw["samples"][0]["files"] = [*sample_file_paths(good, good.sample("signal")), str(bad_file)]
     raw["samples"][0]["events"] = 0
     raw["samples"][1]["files"] = sample_file_paths(good, good.sample("charged"))
     raw["bdt"] = None
@@ -188,7 +193,7 @@ BAD_FILES = {
 def test_bad_input_is_one_clear_line_or_a_reported_skip(small_analysis, tmp_path, capsys, kind):
     make, message = BAD_FILES[kind]
     good = load_config(small_analysis)
-    from kvv.inputs import sample_file_paths
+    from kvv.io.samplefiles import sample_file_paths
 
     src = Path(sample_file_paths(good, good.sample("signal"))[0])
     bad = tmp_path / f"{kind}.root"

@@ -8,8 +8,8 @@ import uproot
 from particle import Particle
 
 from kvv import eventformat as ef
-from kvv.beams import SQRT_S_OFF_RESONANCE, Beams
 from kvv.eventformat import Process
+from kvv.physics.beams import SQRT_S_OFF_RESONANCE, Beams
 from kvv.simulate import (
     cross_section,
     decay_table,
@@ -110,7 +110,13 @@ def test_bbbar_charged_multiplicity(events):
 
 @pytest.mark.parametrize(
     "process, lo, hi",
-    [(Process.UUBAR, 6.0, 9.5), (Process.DDBAR, 6.0, 9.5), (Process.SSBAR, 6.0, 9.5), (Process.CCBAR, 8.5, 12.0), (Process.TAUPAIR, 2.0, 3.2)],
+    [
+        (Process.UUBAR, 6.0, 9.5),
+        (Process.DDBAR, 6.0, 9.5),
+        (Process.SSBAR, 6.0, 9.5),
+        (Process.CCBAR, 8.5, 12.0),
+        (Process.TAUPAIR, 2.0, 3.2),
+    ],
 )
 def test_continuum_multiplicity(events, process, lo, hi):
     assert lo < charged_multiplicity(events[process]).mean() < hi
@@ -167,7 +173,7 @@ def test_kstar0_mass_peak(files):
     path, _ = files[Process.KSTAR0NUNU]
     t = uproot.open(path)[ef.TREE_NAME].arrays(library="ak")
     masses = []
-    for px, py, pz, pdg, mother in zip(t.track_px, t.track_py, t.track_pz, t.track_mcPDG, t.track_mcMotherPDG):
+    for px, py, pz, pdg, mother in zip(t.track_px, t.track_py, t.track_pz, t.track_mcPDG, t.track_mcMotherPDG, strict=True):
         sel = np.abs(np.asarray(mother)) == 313
         if sel.sum() != 2:
             continue
@@ -191,7 +197,7 @@ def test_jpsik_mbc(files):
     t = uproot.open(path)[ef.TREE_NAME].arrays(library="ak")
     mbc = []
     e_beam = BEAMS.sqrt_s / 2.0
-    for px, py, pz, pdg, mother in zip(t.track_px, t.track_py, t.track_pz, t.track_mcPDG, t.track_mcMotherPDG):
+    for px, py, pz, pdg, mother in zip(t.track_px, t.track_py, t.track_pz, t.track_mcPDG, t.track_mcMotherPDG, strict=True):
         pdg, mother = np.asarray(pdg), np.asarray(mother)
         muons = (mother == 443) & (np.abs(pdg) == 13)
         kaons = (np.abs(mother) == 521) & (np.abs(pdg) == 321)

@@ -6,15 +6,16 @@ Training works on feature tables with the feature columns plus ``__event__``,
 """
 
 from kvv.bdt.categories import all_trained, all_up_to_date, category_masks, model_dirs, score
-from kvv.bdt.config import BDTConfig, BDTStageConfig, ContinuumReweightConfig, XGBParams
 from kvv.bdt.eta import SignalEfficiencyTransform
 from kvv.bdt.folds import FOLD_RULE, fold_index
+from kvv.bdt.kfold import class_balanced_weights, train_folded
 from kvv.bdt.model import (
     BDTModels,
     ContinuumReweighter,
     FoldedModel,
     ModelMismatchError,
     config_hash,
+    continuum_weight,
     load_models,
     load_models_cached,
     models_up_to_date,
@@ -22,33 +23,34 @@ from kvv.bdt.model import (
     score_chunk,
     stage_features,
 )
-from kvv.bdt.reweight import continuum_weight, train_continuum_reweighter
-from kvv.bdt.train import class_balanced_weights, train_all, train_folded
+from kvv.bdt.reweight import train_continuum_reweighter
+from kvv.bdt.train import train_all
+from kvv.config.bdt import BDTConfig, BDTStageConfig, ContinuumReweightConfig, XGBParams
 
 __all__ = [
-    "all_trained",
-    "all_up_to_date",
-    "category_masks",
-    "model_dirs",
-    "score",
+    "FOLD_RULE",
     "BDTConfig",
     "BDTModels",
     "BDTStageConfig",
     "ContinuumReweightConfig",
     "ContinuumReweighter",
-    "FOLD_RULE",
     "FoldedModel",
     "ModelMismatchError",
     "SignalEfficiencyTransform",
     "XGBParams",
+    "all_trained",
+    "all_up_to_date",
+    "category_masks",
     "class_balanced_weights",
     "config_hash",
     "continuum_weight",
     "fold_index",
     "load_models",
     "load_models_cached",
+    "model_dirs",
     "models_up_to_date",
     "save_models",
+    "score",
     "score_chunk",
     "stage_features",
     "train_all",

@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kvv.bdt.config import BDTConfig
 from kvv.bdt.model import SIDECAR, load_models_cached, models_up_to_date, score_chunk, stage_features
+from kvv.config.bdt import BDTConfig
+from kvv.selection import interval_mask
 
 
 def model_dirs(cfg: BDTConfig, model_dir: Path) -> dict[str | None, Path]:
@@ -27,12 +28,11 @@ def model_dirs(cfg: BDTConfig, model_dir: Path) -> dict[str | None, Path]:
 
 def category_masks(cfg: BDTConfig, columns: Mapping[str, np.ndarray] | pd.DataFrame) -> dict[str | None, np.ndarray]:
     """Rows of each category; raises when a row falls into two categories."""
-    from kvv.selection import interval_mask  # kvv.selection imports kvv.config, which imports kvv.bdt
-
     n = len(columns[next(iter(columns))])  # a Mapping or a DataFrame
     if not cfg.categories:
         return {None: np.ones(n, dtype=bool)}
-    masks, taken = {}, np.zeros(n, dtype=bool)
+    masks: dict[str | None, np.ndarray] = {}
+    taken = np.zeros(n, dtype=bool)
     for name, cuts in cfg.categories.items():
         mask = interval_mask(columns, cuts)
         if (mask & taken).any():

@@ -6,16 +6,15 @@ workers importing :mod:`kvv.bdt` do not pay for it.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from scipy import stats
 
-if TYPE_CHECKING:
-    from kvv.bdt.config import BDTConfig
-    from kvv.bdt.train import FoldedFit
+from kvv.bdt.kfold import FoldedFit
+from kvv.config.bdt import BDTConfig
+from kvv.io.artefacts import write_json
 
 KS_THRESHOLD = 0.01
 
@@ -53,7 +52,7 @@ def ks_overtraining(fit: FoldedFit, y: np.ndarray, common: np.ndarray | None = N
     """
     y = np.asarray(y, dtype=bool)
     keep = np.ones(len(y), dtype=bool) if common is None else np.asarray(common, dtype=bool)
-    train_s = np.concatenate([s[keep[rows]] for s, rows in zip(fit.train_scores, fit.train_rows)])
+    train_s = np.concatenate([s[keep[rows]] for s, rows in zip(fit.train_scores, fit.train_rows, strict=True)])
     train_y = np.concatenate([y[rows & keep] for rows in fit.train_rows])
     out = {}
     for label, cls in (("signal", True), ("background", False)):
@@ -65,7 +64,7 @@ def passes_every_fold(fit: FoldedFit, cut: float) -> np.ndarray:
     """Rows whose score is above ``cut`` for every fold model: each model scored its
     own fold out of fold and the other rows in training, so nothing is re-predicted."""
     passed = fit.oof > cut
-    for scores, rows in zip(fit.train_scores, fit.train_rows):
+    for scores, rows in zip(fit.train_scores, fit.train_rows, strict=True):
         passed[rows] &= scores > cut
     return passed
 
@@ -75,6 +74,8 @@ def gain_importance(fit: FoldedFit) -> dict[str, float]:
     total = dict.fromkeys(fit.model.features, 0.0)
     for booster in fit.model.boosters:
         for name, gain in booster.get_score(importance_type="total_gain").items():
+            if isinstance(gain, list):  # per class only from a multi-class gblinear booster, never kvv's
+                raise TypeError(f"feature {name!r} has per-class gains; expected a binary tree booster")
             total[name] += gain
     norm = sum(total.values()) or 1.0
     return {k: v / norm for k, v in sorted(total.items(), key=lambda kv: -kv[1])}
@@ -106,10 +107,7 @@ def summary_numbers(
         return float(w[sel & y].sum() / total) if total > 0 else float("nan")
 
     ks1, ks2 = ks_overtraining(fit1, y), ks_overtraining(fit2, y[passed], passes_every_fold(fit1, cfg.bdt1_cut)[passed])
-    per_sample = {
-        str(s): {"eff_bdt1": eff(sample == s, passed), "eff_sr": eff(sample == s, in_sr)}
-        for s in np.unique(sample)
-    }
+    per_sample = {str(s): {"eff_bdt1": eff(sample == s, passed), "eff_sr": eff(sample == s, in_sr)} for s in np.unique(sample)}
     return {
         "auc_bdt1": weighted_auc(fit1.oof, y, w),
         "auc_bdt2": weighted_auc(fit2.oof, y[passed], w[passed]),
@@ -163,8 +161,7 @@ def plot_overtraining(path: Path, name: str, fit: FoldedFit, y: np.ndarray, ks: 
     centres = 0.5 * (bins[1:] + bins[:-1])
     fig, ax = plt.subplots()
     for label, cls, colour in (("signal", True, "C0"), ("background", False, "C3")):
-        ax.hist(train_s[train_y == cls], bins=bins, density=True, histtype="step", color=colour,
-                label=f"{label} train")
+        ax.hist(train_s[train_y == cls], bins=bins, density=True, histtype="step", color=colour, label=f"{label} train")
         test, _ = np.histogram(fit.oof[y == cls], bins=bins, density=True)
         ax.plot(centres, test, "o", color=colour, ms=4, label=f"{label} test (KS p = {ks[label]:.3g})")
     ax.set_yscale("log")
@@ -193,8 +190,7 @@ def plot_continuum_weights(path: Path, info: dict[str, Any]) -> None:
     plt = _plots()
     fig, ax = plt.subplots()
     w = info["mc_weights"]
-    ax.hist(w, bins=np.linspace(0.0, max(float(w.max()), 1e-3) * 1.01, 51), weights=info["mc_event_weights"],
-            histtype="step")
+    ax.hist(w, bins=np.linspace(0.0, max(float(w.max()), 1e-3) * 1.01, 51), weights=info["mc_event_weights"], histtype="step")
     ax.set_yscale("log")
     ax.set_xlabel("continuum weight p/(1-p)")
     ax.set_ylabel("weighted MC events")
@@ -231,6 +227,5 @@ def make_diagnostics(
     if continuum_info is not None:
         paths.append(directory / "continuum_weights.png")
         plot_continuum_weights(paths[-1], continuum_info)
-    paths.append(directory / "summary.json")
-    paths[-1].write_text(json.dumps(summary, indent=1, sort_keys=True))
+    paths.append(write_json(summary, directory / "summary.json"))
     return paths

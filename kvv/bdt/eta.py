@@ -34,9 +34,7 @@ class SignalEfficiencyTransform:
     eta: np.ndarray  # 1 - CDF at the knots, non-increasing from 1 to 0
 
     @classmethod
-    def fit(
-        cls, signal_scores: np.ndarray, signal_weights: np.ndarray | None = None, n_knots: int = 1001
-    ) -> "SignalEfficiencyTransform":
+    def fit(cls, signal_scores: np.ndarray, signal_weights: np.ndarray | None = None, n_knots: int = 1001) -> SignalEfficiencyTransform:
         """Build the quantile table from (weighted) signal scores."""
         signal_scores = np.asarray(signal_scores, dtype=np.float64)
         if signal_scores.size == 0:
@@ -60,6 +58,6 @@ class SignalEfficiencyTransform:
         return {"interpolation": "linear", "scores": self.scores.tolist(), "eta": self.eta.tolist()}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "SignalEfficiencyTransform":
+    def from_dict(cls, data: dict[str, Any]) -> SignalEfficiencyTransform:
         """Inverse of :meth:`to_dict`."""
         return cls(scores=np.asarray(data["scores"], dtype=np.float64), eta=np.asarray(data["eta"], dtype=np.float64))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,10 +15,37 @@ from pydantic import BaseModel
 
 from kvv.bdt.eta import SignalEfficiencyTransform
 from kvv.bdt.folds import FOLD_RULE, fold_index
-from kvv.bdt.reweight import ContinuumReweighter
+from kvv.io.artefacts import write_json
 
 SIDECAR = "model.json"
 FORMAT_VERSION = 1
+
+
+def continuum_weight(p: np.ndarray, clip: float = 10.0) -> np.ndarray:
+    """w = p / (1 - p), clipped to [0, ``clip``]; p is the BDTc probability of being data.
+
+    With the MC weighted to the data luminosity in training, p/(1-p) estimates the
+    data/MC density ratio including the overall normalisation; the clip protects
+    against regions with no MC where the ratio is unconstrained.
+    """
+    p = np.asarray(p, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        w = p / (1.0 - p)
+    return np.clip(np.where(p >= 1.0, clip, w), 0.0, clip)
+
+
+@dataclass
+class ContinuumReweighter:
+    """BDTc after BDT1 > ``bdt1_cut``: continuum-MC weight w = p/(1-p), clipped at ``clip``."""
+
+    model: FoldedModel
+    clip: float
+    bdt1_cut: float
+    ratio: float  # sum(off-resonance data) / sum(luminosity-scaled continuum MC)
+
+    def weights(self, features_2d: np.ndarray, event_number: np.ndarray) -> np.ndarray:
+        """Per-event continuum weights from the out-of-fold BDTc probability."""
+        return continuum_weight(self.model.predict(features_2d, event_number), self.clip)
 
 
 class ModelMismatchError(ValueError):
@@ -92,7 +118,7 @@ class BDTModels:
 
 
 def stage_features(cfg: Any) -> dict[str, list[str]]:
-    """Expected feature lists per stage from a :class:`~kvv.bdt.config.BDTConfig`."""
+    """Expected feature lists per stage from a :class:`~kvv.config.bdt.BDTConfig`."""
     out = {"bdt1": list(cfg.bdt1.features), "bdt2": list(cfg.bdt2.features)}
     if cfg.continuum is not None:
         out["bdtc"] = list(cfg.continuum.features)
@@ -134,10 +160,7 @@ def save_models(directory: Path, models: BDTModels) -> Path:
         "summary": models.summary,
     }
     # Writing the sidecar last means an interrupted training never looks up to date.
-    tmp = directory / (SIDECAR + ".tmp")
-    tmp.write_text(json.dumps(sidecar, indent=1, sort_keys=True))
-    os.replace(tmp, directory / SIDECAR)
-    return directory / SIDECAR
+    return write_json(sidecar, directory / SIDECAR)
 
 
 def read_sidecar(directory: Path) -> dict[str, Any]:
@@ -166,7 +189,7 @@ def _describe_mismatch(where: str, expected: Sequence[str], found: Sequence[str]
     if extra:
         parts.append(f"extra {extra}")
     if not parts:
-        i = next(i for i, (a, b) in enumerate(zip(expected, found)) if a != b)
+        i = next(i for i, (a, b) in enumerate(zip(expected, found, strict=True)) if a != b)
         parts.append(f"out of order from position {i} (expected {expected[i]!r}, model has {found[i]!r})")
     return f"{where}: features do not match the config: " + "; ".join(parts)
 
@@ -196,9 +219,7 @@ def load_models(
         raise FileNotFoundError(f"no {SIDECAR} in {directory}; train the BDTs first")
     sidecar = read_sidecar(directory)
     if expected_hash is not None and sidecar["config_hash"] != expected_hash:
-        raise ModelMismatchError(
-            f"{sidecar_path}: config_hash {sidecar['config_hash'][:12]} != expected {expected_hash[:12]}; retrain"
-        )
+        raise ModelMismatchError(f"{sidecar_path}: config_hash {sidecar['config_hash'][:12]} != expected {expected_hash[:12]}; retrain")
     expected = _expected_by_stage(expected_features, sidecar["stages"])
     for name in expected:
         if name not in sidecar["stages"]:
@@ -258,18 +279,14 @@ def load_models_cached(
     return _CACHE[key]
 
 
-def _rows(
-    stage: FoldedModel, columns: Mapping[str, np.ndarray], x1: np.ndarray, bdt1: FoldedModel, rows: np.ndarray
-) -> np.ndarray:
+def _rows(stage: FoldedModel, columns: Mapping[str, np.ndarray], x1: np.ndarray, bdt1: FoldedModel, rows: np.ndarray) -> np.ndarray:
     """Feature matrix of ``stage`` for the selected rows, reusing BDT1's matrix when possible."""
     if stage.features == bdt1.features:
         return x1[rows]
     return stage.matrix({f: np.asarray(columns[f])[rows] for f in stage.features if f in columns})
 
 
-def score_chunk(
-    models: BDTModels, columns: Mapping[str, np.ndarray], event_number: np.ndarray
-) -> dict[str, np.ndarray]:
+def score_chunk(models: BDTModels, columns: Mapping[str, np.ndarray], event_number: np.ndarray) -> dict[str, np.ndarray]:
     """Score one chunk: ``bdt1`` for all rows; ``bdt2``, ``eta_bdt2`` (and ``continuum_weight``
     when a BDTc is stored) for rows with BDT1 > cut.
 

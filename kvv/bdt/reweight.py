@@ -3,43 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from kvv.bdt.config import ContinuumReweightConfig
-
-if TYPE_CHECKING:
-    from kvv.bdt.model import FoldedModel
-
-
-def continuum_weight(p: np.ndarray, clip: float = 10.0) -> np.ndarray:
-    """w = p / (1 - p), clipped to [0, ``clip``]; p is the BDTc probability of being data.
-
-    With the MC weighted to the data luminosity in training, p/(1-p) estimates the
-    data/MC density ratio including the overall normalisation; the clip protects
-    against regions with no MC where the ratio is unconstrained.
-    """
-    p = np.asarray(p, dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        w = p / (1.0 - p)
-    return np.clip(np.where(p >= 1.0, clip, w), 0.0, clip)
-
-
-@dataclass
-class ContinuumReweighter:
-    """BDTc after BDT1 > ``bdt1_cut``: continuum-MC weight w = p/(1-p), clipped at ``clip``."""
-
-    model: FoldedModel
-    clip: float
-    bdt1_cut: float
-    ratio: float  # sum(off-resonance data) / sum(luminosity-scaled continuum MC)
-
-    def weights(self, features_2d: np.ndarray, event_number: np.ndarray) -> np.ndarray:
-        """Per-event continuum weights from the out-of-fold BDTc probability."""
-        return continuum_weight(self.model.predict(features_2d, event_number), self.clip)
+from kvv.bdt.diagnostics import weighted_auc
+from kvv.bdt.kfold import train_folded
+from kvv.bdt.model import ContinuumReweighter, continuum_weight
+from kvv.config.bdt import ContinuumReweightConfig
 
 
 def _after_cut(table: pd.DataFrame | Mapping[str, np.ndarray], cut: float, what: str) -> pd.DataFrame:
@@ -63,9 +35,6 @@ def train_continuum_reweighter(
     normalisation ratio sum(data)/sum(MC), the out-of-fold MC weights and a closure
     number sum(w * w_MC) / sum(data), which should be close to 1.
     """
-    from kvv.bdt.diagnostics import weighted_auc
-    from kvv.bdt.train import train_folded
-
     data = _after_cut(offres_data_table, cfg.bdt1_cut, "off-resonance table")
     mc = _after_cut(continuum_mc_table, cfg.bdt1_cut, "continuum MC table")
     if len(data) == 0 or len(mc) == 0:
@@ -82,12 +51,12 @@ def train_continuum_reweighter(
     event = np.concatenate([data["__event__"].to_numpy(np.int64), mc["__event__"].to_numpy(np.int64)])
     fit = train_folded("bdtc", x, y, w, event, cfg, cfg.features, n_folds)
 
-    p_mc = fit.oof[len(data):]
+    p_mc = fit.oof[len(data) :]
     mc_weights = continuum_weight(p_mc, cfg.clip)
     info = {
         "ratio": ratio,
-        "n_data": int(len(data)),
-        "n_mc": int(len(mc)),
+        "n_data": len(data),
+        "n_mc": len(mc),
         "auc": weighted_auc(fit.oof, y, w),
         "closure": float((mc_weights * w_mc).sum() / w_data.sum()),
         "fraction_clipped": float(np.mean(mc_weights >= cfg.clip)),

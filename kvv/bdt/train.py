@@ -1,90 +1,25 @@
-"""k-fold training of BDT1, BDT2 (after the BDT1 cut) and the orchestration ``train_all``."""
+"""Training of BDT1, BDT2 (after the BDT1 cut), eta(BDT2) and the BDTc: ``train_all``."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import xgboost as xgb
 
-from kvv.bdt.config import BDTConfig, XGBParams
+from kvv.bdt import diagnostics as diag
 from kvv.bdt.eta import SignalEfficiencyTransform
-from kvv.bdt.folds import fold_index, training_mask
-from kvv.bdt.model import BDTModels, FoldedModel, models_up_to_date, read_sidecar, save_models
+from kvv.bdt.kfold import as_frame, class_balanced_weights, train_folded
+from kvv.bdt.model import BDTModels, models_up_to_date, read_sidecar, save_models
+from kvv.bdt.reweight import train_continuum_reweighter
+from kvv.config.bdt import BDTConfig
 
 log = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ("__event__", "weight", "sample", "is_signal")
-
-
-@dataclass
-class FoldedFit:
-    """A trained stage with its out-of-fold (test) and in-fold (train) scores."""
-
-    model: FoldedModel
-    oof: np.ndarray  # score of each row from the one model that did not see it
-    train_scores: list[np.ndarray]  # per fold k: model k on its own training rows
-    train_rows: list[np.ndarray]  # per fold k: boolean mask of those rows
-
-
-def as_frame(table: pd.DataFrame | Mapping[str, np.ndarray]) -> pd.DataFrame:
-    """Accept a DataFrame or a dict of equal-length numpy arrays."""
-    return table if isinstance(table, pd.DataFrame) else pd.DataFrame(dict(table))
-
-
-def class_balanced_weights(is_signal: np.ndarray, weight: np.ndarray) -> np.ndarray:
-    """Training weights: backgrounds by expected yield, total signal = total background, mean 1.
-
-    Using the expected-yield weights keeps each background type at its physical
-    share; the signal is then scaled to the background total. The overall factor
-    to mean 1 keeps xgboost's hessian-based ``min_child_weight`` meaningful.
-    """
-    sig = np.asarray(is_signal, dtype=bool)
-    w = np.asarray(weight, dtype=np.float64).copy()
-    if np.any(w < 0):
-        raise ValueError("negative event weights are not supported for training")
-    s, b = w[sig].sum(), w[~sig].sum()
-    if s <= 0 or b <= 0:
-        raise ValueError("training needs signal and background with positive total weight")
-    w[sig] *= b / s
-    return w * (len(w) / w.sum())
-
-
-def train_folded(
-    name: str,
-    x: np.ndarray,
-    y: np.ndarray,
-    w: np.ndarray,
-    event_number: np.ndarray,
-    params: XGBParams,
-    features: list[str],
-    n_folds: int,
-) -> FoldedFit:
-    """Train model k on all folds but k, and score fold k with model k only."""
-    x = np.asarray(x, dtype=np.float32)
-    folds = fold_index(event_number, n_folds)
-    oof = np.full(len(x), np.nan, dtype=np.float32)
-    boosters, train_scores, train_rows = [], [], []
-    for k in range(n_folds):
-        rows = training_mask(folds, k)
-        if not (y[rows].any() and (~y[rows].astype(bool)).any()):
-            raise ValueError(f"{name} fold {k}: training rows lack signal or background")
-        dtrain = xgb.QuantileDMatrix(x[rows], label=y[rows], weight=w[rows], feature_names=features)
-        booster = xgb.train(params.booster_params(), dtrain, num_boost_round=params.n_estimators)
-        # Scoring of the tables happens on CPU even for GPU-trained models.
-        booster.set_param({"device": "cpu"})
-        test = ~rows
-        oof[test] = booster.inplace_predict(x[test], validate_features=False)
-        train_scores.append(booster.inplace_predict(x[rows], validate_features=False))
-        train_rows.append(rows)
-        boosters.append(booster)
-        log.info("%s: trained fold %d on %d rows", name, k, rows.sum())
-    return FoldedFit(FoldedModel(name, list(features), boosters), oof, train_scores, train_rows)
 
 
 def _check_table(table: pd.DataFrame, features: list[str], what: str) -> None:
@@ -113,9 +48,6 @@ def train_all(
     Returns summary numbers (AUCs, efficiencies, KS p-values, continuum ratio);
     when ``outdir`` already holds models for ``config_hash`` nothing is retrained.
     """
-    from kvv.bdt import diagnostics as diag
-    from kvv.bdt.reweight import train_continuum_reweighter
-
     outdir = Path(outdir)
     if models_up_to_date(outdir, config_hash):
         log.info("BDT models in %s are up to date (hash %s); skipping training", outdir, config_hash[:12])
@@ -128,15 +60,27 @@ def train_all(
     event = table["__event__"].to_numpy(np.int64)
 
     fit1 = train_folded(
-        "bdt1", table[cfg.bdt1.features].to_numpy(np.float32), y,
-        class_balanced_weights(y, w_phys), event, cfg.bdt1, cfg.bdt1.features, cfg.n_folds,
+        "bdt1",
+        table[cfg.bdt1.features].to_numpy(np.float32),
+        y,
+        class_balanced_weights(y, w_phys),
+        event,
+        cfg.bdt1,
+        cfg.bdt1.features,
+        cfg.n_folds,
     )
     passed = fit1.oof > cfg.bdt1_cut
     t2 = table[passed]
     y2 = y[passed]
     fit2 = train_folded(
-        "bdt2", t2[cfg.bdt2.features].to_numpy(np.float32), y2,
-        class_balanced_weights(y2, w_phys[passed]), event[passed], cfg.bdt2, cfg.bdt2.features, cfg.n_folds,
+        "bdt2",
+        t2[cfg.bdt2.features].to_numpy(np.float32),
+        y2,
+        class_balanced_weights(y2, w_phys[passed]),
+        event[passed],
+        cfg.bdt2,
+        cfg.bdt2.features,
+        cfg.n_folds,
     )
     eta = SignalEfficiencyTransform.fit(fit2.oof[y2], w_phys[passed][y2], n_knots=cfg.eta_knots)
 
@@ -150,9 +94,7 @@ def train_all(
         is_continuum = table["sample"].isin(cfg.continuum.samples).to_numpy()
         mc = table[is_continuum].assign(bdt1=fit1.oof[is_continuum])
         off = as_frame(offres_table)
-        off = off.assign(
-            bdt1=fit1.model.predict(off[cfg.bdt1.features].to_numpy(np.float32), off["__event__"].to_numpy())
-        )
+        off = off.assign(bdt1=fit1.model.predict(off[cfg.bdt1.features].to_numpy(np.float32), off["__event__"].to_numpy()))
         models.continuum, continuum_info = train_continuum_reweighter(off, mc, cfg.continuum, n_folds=cfg.n_folds)
         summary["continuum"] = {k: v for k, v in continuum_info.items() if np.isscalar(v)}
     elif cfg.continuum is not None:

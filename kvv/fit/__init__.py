@@ -11,11 +11,13 @@ Typical use::
 or everything at once with :func:`run_inference`.
 """
 
+from .analysis import analysis_workspace, fit_analysis, impact_groups, systematic_sources
 from .infer import (
-    SM_BRANCHING_FRACTION,
     FitResult,
+    HypotestResult,
     covariance,
     goodness_of_fit,
+    hypotest,
     minos_interval,
     mle,
     pulls,
@@ -29,28 +31,28 @@ from .infer import (
 from .injection import injection_study
 from .likelihood import FitError, Likelihood, load_workspace
 from .optimize import DEFAULT_CHAIN, OptResult, minimize
-from .pipeline import ALL_STEPS, InferenceOptions, run_inference
+from .pipeline import run_inference
 from .ranking import default_groups, grouped_impacts, impacts, systematics_table
 from .report import write_report
-from .workspace import FitModelConfig, asimov_observations, build_workspace, staterror_mask
+from .workspace import asimov_observations, build_workspace, staterror_mask
 
 __all__ = [
-    "ALL_STEPS",
     "DEFAULT_CHAIN",
-    "SM_BRANCHING_FRACTION",
     "FitError",
-    "FitModelConfig",
     "FitResult",
-    "InferenceOptions",
+    "HypotestResult",
     "Likelihood",
     "OptResult",
+    "analysis_workspace",
     "asimov_observations",
     "build_workspace",
     "covariance",
     "default_groups",
+    "fit_analysis",
     "goodness_of_fit",
     "grouped_impacts",
-    "systematics_table",
+    "hypotest",
+    "impact_groups",
     "impacts",
     "injection_study",
     "load_workspace",
@@ -62,6 +64,8 @@ __all__ = [
     "scan",
     "significance",
     "staterror_mask",
+    "systematic_sources",
+    "systematics_table",
     "to_branching_fraction",
     "toy_cls",
     "toy_upper_limit",

@@ -20,9 +20,6 @@ from .optimize import OptResult, minimize
 
 log = logging.getLogger(__name__)
 
-#: SM branching fraction of B+ -> K+ nu nu (thesis value; analysis-facts.md)
-SM_BRANCHING_FRACTION = 4.97e-6
-
 #: expected-limit bands in pyhf's order: sqrt(q) = sqrt(q_A) + n, so the limits come out
 #: ascending (-2 sigma, -1 sigma, median, +1 sigma, +2 sigma)
 EXPECTED_SIGMAS = (2, 1, 0, -1, -2)
@@ -131,9 +128,7 @@ def minos_interval(lh: Likelihood, fit: FitResult, index: int, data: np.ndarray 
     return edges[0], edges[1]
 
 
-def scan(
-    lh: Likelihood, values: np.ndarray | None = None, data: np.ndarray | None = None, fit: FitResult | None = None
-) -> dict:
+def scan(lh: Likelihood, values: np.ndarray | None = None, data: np.ndarray | None = None, fit: FitResult | None = None) -> dict:
     """Profile-likelihood scan of the POI: ``delta(-2 ln L)`` at each value."""
     fit = fit or mle(lh, data, minos=False)
     if values is None:
@@ -197,6 +192,21 @@ class _HypoTest:
         return _asymptotic_cls(self.sqrt_q(mu), sqrt_qa), np.asarray(expected)
 
 
+@dataclass(frozen=True)
+class HypotestResult:
+    """Asymptotic CLs of one POI value: observed, and expected at the EXPECTED_SIGMAS band points."""
+
+    mu: float
+    cls_observed: float
+    cls_expected: np.ndarray
+
+
+def hypotest(lh: Likelihood, mu: float, data: np.ndarray | None = None) -> HypotestResult:
+    """Asymptotic q~_mu CLs at POI = ``mu``, the counterpart of ``pyhf.infer.hypotest(test_stat="qtilde")``."""
+    observed, expected = _HypoTest(lh, data).cls(mu)
+    return HypotestResult(mu=float(mu), cls_observed=observed, cls_expected=expected)
+
+
 #: toys with q within this of q_obs count as ties (fit precision on -2 ln L)
 Q_TIE_TOLERANCE = 1e-4
 
@@ -232,10 +242,10 @@ def toy_cls(lh: Likelihood, mu: float, data: np.ndarray | None = None, *, n_toys
                 qs.append(q)
             else:
                 failed += 1
-        qs = np.asarray(qs)
+        q_toys = np.asarray(qs)
         # discrete data give exact ties with q_obs, which the fits reproduce only to their precision
-        p = float(np.mean(qs >= q_obs - Q_TIE_TOLERANCE))
-        p_tail[name], p_err[name] = p, float(np.sqrt(p * (1 - p) / len(qs)))
+        p = float(np.mean(q_toys >= q_obs - Q_TIE_TOLERANCE))
+        p_tail[name], p_err[name] = p, float(np.sqrt(p * (1 - p) / len(q_toys)))
     cls = p_tail["splusb"] / p_tail["b"] if p_tail["b"] > 0 else float("nan")
     rel = np.hypot(p_err["splusb"] / max(p_tail["splusb"], 1e-300), p_err["b"] / max(p_tail["b"], 1e-300))
     return {
@@ -319,10 +329,7 @@ def upper_limit(
             return float("inf")
 
     observed = solve_or_inf(lambda mu: hypo.cls(mu)[0] - alpha, "observed")
-    expected = [
-        solve_or_inf(lambda mu, i=i: hypo.cls(mu)[1][i] - alpha, f"expected {-n:+d} sigma")
-        for i, n in enumerate(EXPECTED_SIGMAS)
-    ]
+    expected = [solve_or_inf(lambda mu, i=i: hypo.cls(mu)[1][i] - alpha, f"expected {-n:+d} sigma") for i, n in enumerate(EXPECTED_SIGMAS)]
     result = {"cl": cl, "observed": observed, "expected": expected, "expected_sigmas": list(EXPECTED_SIGMAS)}
     if scan_points:
         finite = [v for v in (*expected, observed) if np.isfinite(v)]
@@ -384,7 +391,7 @@ def pulls(lh: Likelihood, fit: FitResult) -> list[dict]:
     rows = []
     for name, sl, nominal, width in _constrained(lh):
         indices = range(lh.npars)[sl]
-        for index, theta0, sigma0 in zip(indices, nominal, width):
+        for index, theta0, sigma0 in zip(indices, nominal, width, strict=True):
             rows.append(
                 {
                     "name": lh.names[index],
@@ -438,6 +445,6 @@ def goodness_of_fit(lh: Likelihood, fit: FitResult, data: np.ndarray | None = No
     return {"t": t, "t_main": t_main, "t_constraint": t_constraint, "ndof": ndof, "p_value": float(scipy.stats.chi2.sf(t, ndof))}
 
 
-def to_branching_fraction(mu: float | np.ndarray, sm: float = SM_BRANCHING_FRACTION) -> float | np.ndarray:
+def to_branching_fraction(mu: float | np.ndarray, sm: float) -> float | np.ndarray:
     """Branching fraction corresponding to a signal strength: ``mu * B_SM``."""
     return mu * sm

@@ -15,6 +15,7 @@ sigma_Hesse`` is reported only alongside.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -23,8 +24,6 @@ from .likelihood import Likelihood
 from .optimize import minimize
 
 log = logging.getLogger(__name__)
-
-DEFAULT_INJECTIONS: tuple[float, ...] = (0.0, 1.0, 5.0, 20.0)
 
 
 def _mean_and_width(values: np.ndarray) -> dict[str, float]:
@@ -64,8 +63,8 @@ def _summary(mu_inj: float, mu_hat: np.ndarray, sigma_hesse: np.ndarray, pull: n
 
 def injection_study(
     lh: Likelihood,
-    mu_values: tuple[float, ...] = DEFAULT_INJECTIONS,
-    n_toys: int = 100,
+    mu_values: Sequence[float],
+    n_toys: int,
     *,
     seed: int = 0,
     pars: np.ndarray | None = None,
@@ -112,8 +111,15 @@ def injection_study(
                 sigmas.append(np.sqrt(variance) if variance > 0 else 0.0)
                 pulls.append(np.sign(free.x[poi] - mu_inj) * np.sqrt(q))
             summary = _summary(mu_inj, np.asarray(mu_hat), np.asarray(sigmas), np.asarray(pulls), failed)
-            log.info("injection mu=%g: pull mean %.3f +- %.3f, width %.3f +- %.3f, %d failed", mu_inj, summary["pull_mean"],
-                     summary["pull_mean_error"], summary["pull_width"], summary["pull_width_error"], failed)
+            log.info(
+                "injection mu=%g: pull mean %.3f +- %.3f, width %.3f +- %.3f, %d failed",
+                mu_inj,
+                summary["pull_mean"],
+                summary["pull_mean_error"],
+                summary["pull_width"],
+                summary["pull_width_error"],
+                failed,
+            )
             results.append(summary)
         return results
     finally:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pyhf
 
+
 class FitError(ValueError):
     """A workspace or fit configuration kvv cannot use; the message is one line."""
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
+
+from kvv.config.fit import FitSettings
 
 from . import plots
 from .infer import (
-    SM_BRANCHING_FRACTION,
     goodness_of_fit,
     mle,
     pulls,
@@ -19,54 +19,33 @@ from .infer import (
     toy_upper_limit,
     upper_limit,
 )
-from .injection import DEFAULT_INJECTIONS, injection_study
-from .likelihood import FitError, Likelihood
+from .injection import injection_study
+from .likelihood import Likelihood
 from .ranking import grouped_impacts, impacts, systematics_table
 from .report import write_report
 
 log = logging.getLogger(__name__)
 
-ALL_STEPS: tuple[str, ...] = ("mle", "scan", "significance", "limit", "gof", "impacts", "injection", "plots")
 
-
-@dataclass
-class InferenceOptions:
-    """What :func:`run_inference` does.
+def run_inference(
+    workspace: dict | str | Path,
+    outdir: Path,
+    settings: FitSettings | None = None,
+    *,
+    groups: dict[str, list[str]] | None = None,
+    sources: dict[str, list[str]] | None = None,
+    measurement: str | None = None,
+) -> dict:
+    """Run the inference steps of ``settings`` on a pyhf workspace, write plots and ``fit_results.json``/``fit_summary.md``.
 
     ``groups`` are nuisance groups for grouped impacts (``{name: [glob patterns]}``;
-    default: one group per modifier type).  ``backend`` is accepted for the
-    CLI's sake; only ``"jax"`` (jitted pyhf model) is implemented.
+    default: ``settings.groups`` or one group per modifier type); ``sources`` the
+    rows of the systematics table (default: one per modifier). Raises
+    :class:`FitError` (one line, naming the file and the field) for unreadable
+    or invalid workspaces.
     """
-
-    steps: tuple[str, ...] = ("mle", "scan", "significance", "limit", "gof", "impacts", "plots")
-    cl: float = 0.90
-    limit_method: str = "asymptotic"  # or "toys": toy CLs on top of the asymptotic limit
-    limit_toys: int = 500
-    injection_values: tuple[float, ...] = DEFAULT_INJECTIONS
-    n_toys: int = 100
-    seed: int = 0
-    backend: str = "jax"
-    refit_top: int = 20
-    groups: dict[str, list[str]] | None = None
-    sources: dict[str, list[str]] | None = None  # rows of the systematics table; default: one per modifier
-    sm_branching_fraction: float = SM_BRANCHING_FRACTION
-    measurement: str | None = None
-
-
-def run_inference(workspace: dict | str | Path, outdir: Path, *, options: InferenceOptions | None = None) -> dict:
-    """Run the requested inference steps on a pyhf workspace, write plots and ``fit_results.json``/``fit_summary.md``.
-
-    Raises :class:`FitError` (one line, naming the file and the field) for
-    unreadable or invalid workspaces.
-    """
-    options = options or InferenceOptions()
-    unknown = set(options.steps) - set(ALL_STEPS)
-    if unknown:
-        raise FitError(f"unknown inference step(s) {sorted(unknown)}; choose from {list(ALL_STEPS)}")
-    if options.limit_method not in ("asymptotic", "toys"):
-        raise FitError(f"limit_method must be 'asymptotic' or 'toys', got '{options.limit_method}'")
-    if options.backend != "jax":
-        raise FitError(f"backend '{options.backend}' is not supported; use 'jax'")
+    options = settings or FitSettings()
+    groups = groups or dict(options.groups) or None
     outdir = Path(outdir)
     steps = set(options.steps)
     results: dict = {"workspace": str(workspace) if isinstance(workspace, (str, Path)) else "<dict>", "timings": {}}
@@ -79,7 +58,7 @@ def run_inference(workspace: dict | str | Path, outdir: Path, *, options: Infere
         log.info("fit: %s done in %.1f s", name, results["timings"][name])
         return value
 
-    lh = timed("build", lambda: Likelihood.from_workspace(workspace, options.measurement))
+    lh = timed("build", lambda: Likelihood.from_workspace(workspace, measurement))
     poi = lh.poi_index
     fit = timed("mle", lambda: mle(lh, minos=True))
     lo, hi = fit.minos[lh.poi_name]
@@ -93,12 +72,12 @@ def run_inference(workspace: dict | str | Path, outdir: Path, *, options: Infere
         "twice_nll": fit.twice_nll,
         "optimizer": fit.optimizer,
         "attempts": fit.attempts,
-        "parameters": {n: [float(v), float(e)] for n, v, e in zip(fit.names, fit.bestfit, fit.uncertainty)},
+        "parameters": {n: [float(v), float(e)] for n, v, e in zip(fit.names, fit.bestfit, fit.uncertainty, strict=True)},
     }
     results["pulls"] = pulls(lh, fit)
     results["correlation"] = {"names": fit.names, "matrix": fit.correlation}
-    results["grouped_impacts"] = timed("grouped_impacts", lambda: grouped_impacts(lh, fit, options.groups))
-    results["systematics_table"] = timed("systematics_table", lambda: systematics_table(lh, fit, options.sources))
+    results["grouped_impacts"] = timed("grouped_impacts", lambda: grouped_impacts(lh, fit, groups))
+    results["systematics_table"] = timed("systematics_table", lambda: systematics_table(lh, fit, sources))
     if "scan" in steps:
         results["scan"] = timed("scan", lambda: scan(lh, fit=fit))
     if "significance" in steps:
@@ -108,9 +87,10 @@ def run_inference(workspace: dict | str | Path, outdir: Path, *, options: Infere
         limit["branching_fraction"] = float(to_branching_fraction(limit["observed"], options.sm_branching_fraction))
         results["upper_limit"] = limit
         if options.limit_method == "toys":
-            toys = timed("limit_toys", lambda: toy_upper_limit(
-                lh, options.cl, n_toys=options.limit_toys, seed=options.seed, asymptotic=limit["observed"]
-            ))
+            toys = timed(
+                "limit_toys",
+                lambda: toy_upper_limit(lh, options.cl, n_toys=options.limit_toys, seed=options.seed, asymptotic=limit["observed"]),
+            )
             toys["branching_fraction"] = float(to_branching_fraction(toys["observed"], options.sm_branching_fraction))
             results["upper_limit_toys"] = toys
     if "gof" in steps:
@@ -119,7 +99,7 @@ def run_inference(workspace: dict | str | Path, outdir: Path, *, options: Infere
         results["impacts"] = timed("impacts", lambda: impacts(lh, fit, refit_top=options.refit_top))
     if "injection" in steps:
         results["injection"] = timed(
-            "injection", lambda: injection_study(lh, options.injection_values, options.n_toys, seed=options.seed)
+            "injection", lambda: injection_study(lh, options.injection_values, options.injection_toys, seed=options.seed)
         )
     if "plots" in steps:
         plotdir = outdir / "plots"

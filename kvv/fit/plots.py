@@ -7,11 +7,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import mplhep  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import mplhep
+import numpy as np
 
-from .likelihood import Likelihood  # noqa: E402
+from .likelihood import Likelihood
 
 #: ROOT-like base style; Belle II plots are ROOT-styled
 STYLE = mplhep.style.ROOT
@@ -90,8 +90,16 @@ def plot_ranking(impacts: list[dict], outdir: Path, top: int = 20, poi: str = "m
         y = np.arange(len(rows))
         for key, colour, fill in (("prefit", "tab:blue", False), ("postfit", "tab:blue", True)):
             for side, alpha in (("up", 1.0), ("down", 0.5)):
-                ax.barh(y, [r[f"{key}_{side}"] for r in rows], height=0.6, fill=fill, edgecolor=colour,
-                        color=colour if fill else "none", alpha=alpha, label=f"{key} {side}")
+                ax.barh(
+                    y,
+                    [r[f"{key}_{side}"] for r in rows],
+                    height=0.6,
+                    fill=fill,
+                    edgecolor=colour,
+                    color=colour if fill else "none",
+                    alpha=alpha,
+                    label=f"{key} {side}",
+                )
         ax.set_yticks(y, [r["name"] for r in rows], fontsize=7)
         ax.axvline(0, color="black", lw=0.8)
         ax.set_xlabel(rf"$\Delta\hat\{poi}$" if poi == "mu" else f"Δ{poi}")
@@ -136,7 +144,7 @@ def plot_injection(injection: list[dict], outdir: Path) -> list[Path]:
     with plt.style.context(STYLE):
         fig, axes = plt.subplots(1, len(injection), figsize=(4 * len(injection), 4), sharey=True, squeeze=False)
         edges = np.linspace(-4, 4, 17)
-        for ax, r in zip(axes[0], injection):
+        for ax, r in zip(axes[0], injection, strict=True):
             pulls = np.asarray(r["pulls"])
             ax.hist(pulls, bins=edges, histtype="step", color="k", label=f"{len(pulls)} toys")
             x = np.linspace(-4, 4, 200)

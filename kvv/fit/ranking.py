@@ -75,9 +75,7 @@ def default_groups(lh: Likelihood) -> dict[str, list[str]]:
     return groups
 
 
-def grouped_impacts(
-    lh: Likelihood, fit: FitResult, groups: dict[str, list[str]] | None = None, stat_free: list[str] | None = None
-) -> dict:
+def grouped_impacts(lh: Likelihood, fit: FitResult, groups: dict[str, list[str]] | None = None, stat_free: list[str] | None = None) -> dict:
     """Total, statistical and systematic POI errors, and the impact of each group (see module docstring).
 
     ``stat_free`` lists glob patterns of constrained parameters that still float in the
@@ -87,14 +85,15 @@ def grouped_impacts(
     total = float(fit.uncertainty[lh.poi_index])
     stat_fixed = constrained_mask(lh) & ~_group_mask(lh, stat_free or [])
     stat = _conditional_sigma(lh, fit, stat_fixed)
-    out = {"total": total, "stat": stat, "syst": float(np.sqrt(max(total**2 - stat**2, 0.0))), "groups": {}}
+    group_impacts: dict[str, dict[str, float | int]] = {}
+    out = {"total": total, "stat": stat, "syst": float(np.sqrt(max(total**2 - stat**2, 0.0))), "groups": group_impacts}
     for group, patterns in groups.items():
         mask = _group_mask(lh, patterns)
         if not mask.any():
             raise FitError(f"nuisance group '{group}' matches no parameter ({patterns})")
         mask[lh.poi_index] = False
         sigma = _conditional_sigma(lh, fit, mask)
-        out["groups"][group] = {"impact": float(np.sqrt(max(total**2 - sigma**2, 0.0))), "n_parameters": int(mask.sum())}
+        group_impacts[group] = {"impact": float(np.sqrt(max(total**2 - sigma**2, 0.0))), "n_parameters": int(mask.sum())}
     return out
 
 
@@ -125,7 +124,7 @@ def impacts(lh: Likelihood, fit: FitResult, data: np.ndarray | None = None, *, r
     mu_hat = fit.bestfit[poi]
     rows = []
     for _, sl, _, widths in _constrained(lh):
-        for index, sigma0 in zip(range(lh.npars)[sl], widths):
+        for index, sigma0 in zip(range(lh.npars)[sl], widths, strict=True):
             if lh.fixed[index]:
                 continue
             sigma = fit.uncertainty[index]

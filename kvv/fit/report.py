@@ -2,25 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import numpy as np
-
-
-def _plain(value):
-    """Make results JSON-serialisable (NumPy arrays and scalars, tuples, dataclasses)."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _plain(value.tolist())
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value
+from kvv.io.artefacts import write_json
 
 
 def _markdown(results: dict) -> str:
@@ -59,7 +43,11 @@ def _markdown(results: dict) -> str:
             lines.append(f"- B < {lim['branching_fraction']:.3g} (observed)")
     toys = results.get("upper_limit_toys")
     if toys:
-        lines += ["", f"## {toys['cl']:.0%} CL upper limit (CLs from toys)", f"- observed {toys['observed']:.3f} (asymptotic {toys['asymptotic_observed']:.3f})"]
+        lines += [
+            "",
+            f"## {toys['cl']:.0%} CL upper limit (CLs from toys)",
+            f"- observed {toys['observed']:.3f} (asymptotic {toys['asymptotic_observed']:.3f})",
+        ]
         lines += ["", "| POI | CLs | CLs+b | CLb | toys |", "|---|---|---|---|---|"]
         lines += [
             f"| {p['mu']:.3g} | {p['cls']:.3f} ± {p['cls_error']:.3f} | {p['clsb']:.3f} | {p['clb']:.3f} | {p['n_toys']} |"
@@ -70,7 +58,12 @@ def _markdown(results: dict) -> str:
         lines += ["", "## Goodness of fit (saturated model)", f"- t = {gof['t']:.2f}, ndof = {gof['ndof']}, p = {gof['p_value']:.3f}"]
     inj = results.get("injection")
     if inj:
-        lines += ["", "## Signal injection", "| μ_inj | toys (failed) | mean μ̂ | median μ̂ | pull mean | pull width | μ_inj in 68 % interval | Hesse pull mean / width |", "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "## Signal injection",
+            "| μ_inj | toys (failed) | mean μ̂ | median μ̂ | pull mean | pull width | μ_inj in 68 % interval | Hesse pull mean / width |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         lines += [
             f"| {r['mu_injected']:g} | {r['n_toys']} ({r['n_failed']}) | {r['mu_mean']:.3g} | {r['mu_median']:.3g} "
             f"| {r['pull_mean']:.3f} ± {r['pull_mean_error']:.3f} | {r['pull_width']:.3f} ± {r['pull_width_error']:.3f} "
@@ -101,7 +94,7 @@ def write_report(results: dict, outdir: Path) -> dict[str, Path]:
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     paths = {"json": outdir / "fit_results.json", "markdown": outdir / "fit_summary.md"}
-    paths["json"].write_text(json.dumps(_plain(results), indent=2))
+    write_json(results, paths["json"])
     paths["markdown"].write_text(_markdown(results))
     if "systematics_table" in results:
         paths["systematics"] = outdir / "systematics_table.md"

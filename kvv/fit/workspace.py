@@ -9,61 +9,22 @@ between them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 import pyhf
+
+from kvv.config.fit import FitSettings
 
 from .likelihood import FitError
 
 
-@dataclass
-class FitModelConfig:
-    """How templates become a pyhf model.
-
-    Attributes:
-        signal: name of the signal sample (scaled by the POI).
-        poi: name of the POI normfactor.
-        poi_bounds: allowed POI range.
-        background_norm_uncertainty: relative normsys on each background, a
-            number for all or ``{sample: value}`` (samples not listed get 0.5).
-        norm_names: normalisation modifier name per sample; defaults to
-            ``norm_<sample>``, so equally named samples in different channels
-            (e.g. continuum on- and off-resonance) share one parameter.  Map
-            differently named samples to the same name to share them.
-        free_norms: samples that get a free normfactor instead of a normsys.
-        staterror: add Barlow-Beeston-lite MC-statistics parameters.
-        staterror_threshold: bins whose relative MC-stat uncertainty is below
-            this get no staterror parameter (pruned; 0 keeps all).
-        symmetrize: replace each variation's down shift by the mirror of the up shift.
-        split_norm_shape: model each variation as normsys (total yield) plus a
-            normalised-shape histosys of the same name, as TRExFitter/cabinetry do.
-        groups: nuisance groups for grouped impacts, ``{group: [glob patterns of modifier names]}``.
-        measurement: name of the measurement.
-    """
-
-    signal: str = "signal"
-    poi: str = "mu"
-    poi_bounds: tuple[float, float] = (0.0, 10.0)
-    background_norm_uncertainty: float | dict[str, float] = 0.5
-    norm_names: dict[str, str] = field(default_factory=dict)
-    free_norms: list[str] = field(default_factory=list)
-    staterror: bool = True
-    staterror_threshold: float = 0.0
-    symmetrize: bool = False
-    split_norm_shape: bool = True
-    groups: dict[str, list[str]] = field(default_factory=dict)
-    measurement: str = "kvv"
-
-
-def _check_config(templates: dict, config: FitModelConfig, observations: dict | None) -> None:
+def _check_config(templates: dict, config: FitSettings, observations: dict | None) -> None:
     """Every sample/channel the configuration names must exist in the templates."""
     samples = {s for channel in templates.values() for s in channel}
-    if config.signal not in samples:
-        raise FitError(f"signal sample '{config.signal}' not found in templates (samples: {sorted(samples)})")
+    if config.signal_template not in samples:
+        raise FitError(f"signal sample '{config.signal_template}' not found in templates (samples: {sorted(samples)})")
     named = list(config.norm_names) + list(config.free_norms)
-    if isinstance(config.background_norm_uncertainty, dict):
-        named += list(config.background_norm_uncertainty)
+    if isinstance(config.background_normalisation_uncertainty, dict):
+        named += list(config.background_normalisation_uncertainty)
     for sample in named:
         if sample not in samples:
             raise FitError(f"configured sample '{sample}' not found in templates (samples: {sorted(samples)})")
@@ -95,7 +56,7 @@ def staterror_mask(templates: dict, channel: str, threshold: float) -> np.ndarra
 NORMSYS_FLOOR = 1e-2
 
 
-def _variation_modifiers(name: str, nominal: np.ndarray, up: np.ndarray, down: np.ndarray, config: FitModelConfig) -> list[dict]:
+def _variation_modifiers(name: str, nominal: np.ndarray, up: np.ndarray, down: np.ndarray, config: FitSettings) -> list[dict]:
     if config.symmetrize:
         down = 2 * nominal - up
     if not config.split_norm_shape:
@@ -115,17 +76,17 @@ def _variation_modifiers(name: str, nominal: np.ndarray, up: np.ndarray, down: n
     return modifiers
 
 
-def _sample(channel: str, name: str, template: dict, nbins: int, keep_stat: np.ndarray, config: FitModelConfig) -> dict:
+def _sample(channel: str, name: str, template: dict, nbins: int, keep_stat: np.ndarray, config: FitSettings) -> dict:
     nominal = _array(channel, name, "yields", template["yields"], nbins)
     modifiers: list[dict] = []
-    if name == config.signal:
+    if name == config.signal_template:
         modifiers.append({"name": config.poi, "type": "normfactor", "data": None})
     else:
         norm = config.norm_names.get(name, f"norm_{name}")
         if name in config.free_norms:
             modifiers.append({"name": norm, "type": "normfactor", "data": None})
         else:
-            unc = config.background_norm_uncertainty
+            unc = config.background_normalisation_uncertainty
             unc = unc.get(name, 0.5) if isinstance(unc, dict) else unc
             if unc > 0:
                 modifiers.append({"name": norm, "type": "normsys", "data": {"hi": 1.0 + unc, "lo": max(1.0 - unc, 1e-6)}})
@@ -142,53 +103,52 @@ def _sample(channel: str, name: str, template: dict, nbins: int, keep_stat: np.n
     return {"name": name, "data": nominal.tolist(), "modifiers": modifiers}
 
 
-def asimov_observations(templates: dict, config: FitModelConfig, mu: float = 1.0) -> dict[str, np.ndarray]:
+def asimov_observations(templates: dict, config: FitSettings, mu: float = 1.0) -> dict[str, np.ndarray]:
     """Nominal expectation per channel with the signal scaled by ``mu``."""
     return {
-        channel: sum((mu if name == config.signal else 1.0) * np.asarray(s["yields"], float) for name, s in samples.items())
+        # asarray: the sum of the (array) templates, typed; only an empty channel (a FitError later) would sum to 0
+        channel: np.asarray(
+            sum((mu if name == config.signal_template else 1.0) * np.asarray(s["yields"], float) for name, s in samples.items())
+        )
         for channel, samples in templates.items()
     }
 
 
 def build_workspace(
     templates: dict,
-    config: FitModelConfig | None = None,
+    config: FitSettings | None = None,
     observations: dict[str, np.ndarray] | None = None,
     *,
-    pseudo_data: str = "asimov",
-    mu_inject: float = 1.0,
-    seed: int | None = None,
+    measurement: str = "kvv",
 ) -> dict:
     """Build a schema-valid pyhf workspace from templates.
 
     Without ``observations`` the data are pseudo-data from the nominal templates
-    with the signal scaled by ``mu_inject``: ``pseudo_data="asimov"`` (expected
-    counts) or ``"toy"`` (Poisson-fluctuated with ``seed``).
+    with the signal scaled by ``config.injected_mu``: ``pseudo_data: asimov``
+    (expected counts) or ``toy`` (Poisson-fluctuated with ``config.seed``).
     """
-    config = config or FitModelConfig()
+    config = config or FitSettings()
     if not templates:
         raise FitError("no channels in templates")
     _check_config(templates, config, observations)
     if observations is None:
-        observations = asimov_observations(templates, config, mu_inject)
-        if pseudo_data == "toy":
-            rng = np.random.default_rng(seed)
+        observations = asimov_observations(templates, config, config.injected_mu)
+        if config.pseudo_data == "toy":
+            rng = np.random.default_rng(config.seed)
             observations = {c: rng.poisson(v).astype(float) for c, v in observations.items()}
-        elif pseudo_data != "asimov":
-            raise FitError(f"pseudo_data must be 'asimov' or 'toy', got '{pseudo_data}'")
     channels, obs = [], []
     for channel, samples in templates.items():
         if not samples:
             raise FitError(f"channel '{channel}' has no samples")
         nbins = len(np.asarray(next(iter(samples.values()))["yields"]))
-        keep_stat = staterror_mask(templates, channel, config.staterror_threshold)
+        keep_stat = staterror_mask(templates, channel, config.staterror_prune_threshold)
         channels.append({"name": channel, "samples": [_sample(channel, n, t, nbins, keep_stat, config) for n, t in samples.items()]})
         obs.append({"name": channel, "data": _array(channel, "data", "observations", observations[channel], nbins).tolist()})
-    measurement = {
-        "name": config.measurement,
+    measurement_spec = {
+        "name": measurement,
         "config": {"poi": config.poi, "parameters": [{"name": config.poi, "bounds": [list(config.poi_bounds)], "inits": [1.0]}]},
     }
-    spec = {"channels": channels, "observations": obs, "measurements": [measurement], "version": "1.0.0"}
+    spec = {"channels": channels, "observations": obs, "measurements": [measurement_spec], "version": "1.0.0"}
     try:
         pyhf.schema.validate(spec, "workspace.json")
         pyhf.Workspace(spec).model()

@@ -10,6 +10,7 @@ Public API::
     simulate_detector(events, rng) -> Reconstructed
     decay_table() -> DecayTable                            # the loaded decays.yaml
     read_metadata(path) -> dict
+    generate_missing(cfg, samples, submit) -> list          # every file an analysis lacks
 
 Measured (see the docstrings of generator.py / detector.py for the models):
 charged-track multiplicity per B Bbar event 10.95 (generated, B+B- 10.70, B0B0bar 11.18),
@@ -22,7 +23,7 @@ from kvv.simulate.decaytable import DecayTable
 from kvv.simulate.decaytable import load_decay_table as decay_table
 from kvv.simulate.detector import Reconstructed, simulate_detector
 from kvv.simulate.generator import DEFAULT_TUNE, GeneratedEvents, four_momentum_balance, generate_events
-from kvv.simulate.samples import cross_section, generate_sample
+from kvv.simulate.samples import cross_section, generate_missing, generate_sample, missing_generation_tasks
 from kvv.simulate.writer import read_metadata
 
 __all__ = [
@@ -34,7 +35,9 @@ __all__ = [
     "decay_table",
     "four_momentum_balance",
     "generate_events",
+    "generate_missing",
     "generate_sample",
+    "missing_generation_tasks",
     "read_metadata",
     "simulate_detector",
 ]

@@ -7,9 +7,9 @@ import json
 
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from kvv.beams import SQRT_S_OFF_RESONANCE, SQRT_S_ON_RESONANCE, Beams
 from kvv.eventformat import Process
-from kvv.inputs import FB_PER_NB
+from kvv.io.inputs import FB_PER_NB
+from kvv.physics.beams import SQRT_S_OFF_RESONANCE, SQRT_S_ON_RESONANCE, Beams
 from kvv.simulate.samples import cross_section, generate_sample
 
 
@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--off-resonance", action="store_true", help=f"sqrt(s) = {SQRT_S_OFF_RESONANCE} GeV")
     parser.add_argument("--data", action="store_true", help="pseudo-data: no MC-truth branches")
     parser.add_argument("--chunk-size", type=int, default=100_000)
-    parser.add_argument("--tune", type=json.loads, default=None, help='JSON, e.g. \'{"pt_scale": 0.33}\'')
+    parser.add_argument("--tune", type=json.loads, default=None, help="JSON, e.g. '{\"pt_scale\": 0.33}'")
     args = parser.parse_args(argv)
     beams = Beams(sqrt_s=SQRT_S_OFF_RESONANCE if args.off_resonance else SQRT_S_ON_RESONANCE)
     process = Process[args.process.upper()]

@@ -16,7 +16,8 @@ import numpy as np
 import yaml
 from particle import Particle
 
-from kvv.simulate.phasespace import bknunu_weight, estimate_max_weight
+from kvv.physics.formfactors import phase_space_weight
+from kvv.simulate.phasespace import estimate_max_weight
 
 MODELS = {"PHSP": 0, "BKNUNU": 1, "VSS": 2, "VLL": 3}
 BW_WINDOW = 3.0  # resonance masses are sampled within +-3 widths (and above threshold)
@@ -136,8 +137,11 @@ def _properties(pdgid: int, pseudo_ids: set[int]) -> tuple[float, float, float, 
     mass = (p.mass or 0.0) / 1000.0
     width = (p.width or 0.0) / 1000.0
     ctau = p.ctau / 10.0 if p.ctau is not None and np.isfinite(p.ctau) else 0.0
+    charge = p.charge
+    if charge is None:
+        raise ValueError(f"the PDG data of `particle` have no charge for {pdgid}")
     # only lifetimes that leave a measurable flight distance (> 1 micron) are simulated
-    return mass, (width if width >= MIN_WIDTH else 0.0), (ctau if ctau > 1e-4 else 0.0), int(p.charge)
+    return mass, (width if width >= MIN_WIDTH else 0.0), (ctau if ctau > 1e-4 else 0.0), int(charge)
 
 
 def build_decay_table(spec: dict) -> DecayTable:
@@ -188,7 +192,13 @@ def build_decay_table(spec: dict) -> DecayTable:
 
     mode_start = np.zeros(n, dtype=np.int64)
     mode_count = np.zeros(n, dtype=np.int64)
-    cum, bf_col, model_col, sig_col, dstart, dcount, dau_flat = [], [], [], [], [], [], []
+    cum: list[float] = []
+    bf_col: list[float] = []
+    model_col: list[int] = []
+    sig_col: list[int] = []
+    dstart: list[int] = []
+    dcount: list[int] = []
+    dau_flat: list[int] = []
     for p in order:
         rows = decays.get(p, [])
         mode_start[ptype[p]] = len(cum)
@@ -235,7 +245,7 @@ def build_decay_table(spec: dict) -> DecayTable:
         q2 = np.linspace(0.0, (m_b - m_k) ** 2, 4001)
         # 2 % margin above the grid maximum keeps accept-reject unbiased
         # (the pure-Python twin of the kernel avoids compiling it for another signature)
-        mode_wmax[row] = 1.02 * max(bknunu_weight.py_func(float(q), m_b, m_k) for q in q2)
+        mode_wmax[row] = 1.02 * max(phase_space_weight.py_func(float(q), m_b, m_k) for q in q2)
 
     mode_psmax = _phase_space_maxima(mode_start, mode_count, dau_start, dau_count, daughters, mass_hi, mass_lo)
 
@@ -278,10 +288,10 @@ def build_decay_table(spec: dict) -> DecayTable:
             targets = {parent: dau, conj_of(parent): [conj_of(x) for x in dau]}
             for p, d in targets.items() if conj_of(parent) != parent else [(parent, dau)]:
                 i = ptype[p]
-                rows = [r for r, (_, dd, _) in enumerate(decays[p]) if dd == d]
-                if not rows:
+                matching = [r for r, (_, dd, _) in enumerate(decays[p]) if dd == d]
+                if not matching:
                     raise ValueError(f"forced decay {parent_name} -> {dau_names} is not in the table")
-                arr[i] = mode_start[i] + rows[0]
+                arr[i] = mode_start[i] + matching[0]
         forced[sample] = arr
     return DecayTable(tables=tables, names=names, index=index, forced=forced)
 

@@ -1,9 +1,9 @@
 """Event generator: e+e- -> Upsilon(4S) -> B Bbar, q qbar continuum and tau pairs.
 
 Every event starts from the e+e- system: the HER and LER four-momenta of
-``kvv.beams``, each scaled by a Gaussian energy factor (the beams' energy
+``kvv.physics.beams``, each scaled by a Gaussian energy factor (the beams' energy
 spreads), summed into the event's initial state. It decays in its rest frame -
-the CMS frame of ``kvv.beams`` up to the spread - and all daughters are boosted
+the CMS frame of ``kvv.physics.beams`` up to the spread - and all daughters are boosted
 straight into the lab, so lab momenta and decay vertices come out directly. Unstable particles decay through the decay table
 (``decays.yaml``) by phase space, until only stable particles are left.
 
@@ -36,13 +36,13 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from kvv.beams import Beams
-from kvv.kinematics import invariant_mass
 from kvv.eventformat import Process
+from kvv.physics.beams import Beams
+from kvv.physics.formfactors import phase_space_weight
+from kvv.physics.kinematics import invariant_mass
 from kvv.simulate.decaytable import FLAVOURS, Tables, load_decay_table
 from kvv.simulate.phasespace import (
-    bknunu_weight,
-    boost,
+    boost_in_place,
     breit_wigner,
     direction_about_axis,
     genbod,
@@ -103,9 +103,7 @@ class GeneratedEvents:
         return len(self.offsets) - 1
 
 
-def generate_events(
-    process: Process, n_events: int, *, beams: Beams, seed: int, tune: dict | None = None
-) -> GeneratedEvents:
+def generate_events(process: Process, n_events: int, *, beams: Beams, seed: int, tune: dict | None = None) -> GeneratedEvents:
     """Generate ``n_events`` events of ``process``; a pure function of its arguments."""
     spec = PROCESS_SPECS.get(Process(process))
     if spec is None:
@@ -245,7 +243,7 @@ def _decay(t: Tables, forced, rec, j, n, axis, work, scratch, ptypes, masses, si
         while True:
             genbod(m, masses, nd, work, t.mode_psmax[row], scratch)
             q2 = _pair_mass2(work, 1, 2)
-            if bknunu_weight(q2, m, masses[0]) >= np.random.random() * t.mode_wmax[row]:
+            if phase_space_weight(q2, m, masses[0]) >= np.random.random() * t.mode_wmax[row]:
                 break
     else:
         genbod(m, masses, nd, work, t.mode_psmax[row], scratch)
@@ -261,9 +259,10 @@ def _decay(t: Tables, forced, rec, j, n, axis, work, scratch, ptypes, masses, si
     st_vtx_parent = _decay_vertex(t, par, st_p4[j], m, st_vtx[j], scratch[2, :3])
     bx, by, bz = st_p4[j, 1] / st_p4[j, 0], st_p4[j, 2] / st_p4[j, 0], st_p4[j, 3] / st_p4[j, 0]
     for d in range(nd):
-        boost(work[d], bx, by, bz)
-        n = _push(st_type, st_p4, st_vtx, st_mass, st_mother, st_signal, st_mode, n,
-                  ptypes[d], work[d], st_vtx_parent, masses[d], j, signal_of[d])
+        boost_in_place(work[d], bx, by, bz)
+        n = _push(
+            st_type, st_p4, st_vtx, st_mass, st_mother, st_signal, st_mode, n, ptypes[d], work[d], st_vtx_parent, masses[d], j, signal_of[d]
+        )
     return n
 
 
@@ -358,17 +357,30 @@ def _fragment(t: Tables, rec, flavour, units_mean, pt_scale, pion, string, axis,
     two_body(sqrt_s, smass[0], smass[1], nx, ny, nz, work)
     n = 1
     for s in range(2):
-        boost(work[s], st_p4[0, 1] / st_p4[0, 0], st_p4[0, 2] / st_p4[0, 0], st_p4[0, 3] / st_p4[0, 0])
-        n = _push(st_type, st_p4, st_vtx, st_mass, st_mother, st_signal, st_mode, n,
-                  string, work[s], st_vtx[0], smass[s], 0, False)
+        boost_in_place(work[s], st_p4[0, 1] / st_p4[0, 0], st_p4[0, 2] / st_p4[0, 0], st_p4[0, 3] / st_p4[0, 0])
+        n = _push(st_type, st_p4, st_vtx, st_mass, st_mother, st_signal, st_mode, n, string, work[s], st_vtx[0], smass[s], 0, False)
         st_mode[n - 1] = -2
     for s in range(2):
         j = 1 + s
         bx, by, bz = st_p4[j, 1] / st_p4[j, 0], st_p4[j, 2] / st_p4[j, 0], st_p4[j, 3] / st_p4[j, 0]
         for h in range(counts[s]):
-            boost(hp4[s, h], bx, by, bz)
-            n = _push(st_type, st_p4, st_vtx, st_mass, st_mother, st_signal, st_mode, n,
-                      hadrons[s, h], hp4[s, h], st_vtx[0], hmass[s, h], j, False)
+            boost_in_place(hp4[s, h], bx, by, bz)
+            n = _push(
+                st_type,
+                st_p4,
+                st_vtx,
+                st_mass,
+                st_mother,
+                st_signal,
+                st_mode,
+                n,
+                hadrons[s, h],
+                hp4[s, h],
+                st_vtx[0],
+                hmass[s, h],
+                j,
+                False,
+            )
     return n
 
 
@@ -427,8 +439,7 @@ def _generate_kernel(
             if root_mass > threshold:
                 break
         initial_p4[ev] = root_p4
-        n = _push(st_type, st_p4, st_vtx, st_mass, st_mother, st_signal, st_mode, 0,
-                  root, root_p4, origin, root_mass, -1, True)
+        n = _push(st_type, st_p4, st_vtx, st_mass, st_mother, st_signal, st_mode, 0, root, root_p4, origin, root_mass, -1, True)
         q2_ev[0] = -1.0
         if flavour >= 0:
             n = _fragment(t, rec, flavour, units_mean, pt_scale, pion, string, axis, work, hadrons, hmass, hp4)

@@ -1,4 +1,4 @@
-"""Numba kernels for relativistic kinematics: boosts, two-body and n-body phase space.
+"""Numba kernels of the generator: two-body and n-body phase space, decay angles, line shapes.
 
 The n-body generator follows the Raubold-Lynch method as used in CERNLIB GENBOD
 (F. James, CERN 68-15): n-2 ordered uniform numbers fix the intermediate
@@ -17,19 +17,8 @@ import math
 import numpy as np
 from numba import njit
 
-# Ball-Zwicky light-cone sum-rule B -> K vector form factor, P. Ball and R. Zwicky,
-# Phys. Rev. D 71, 014015 (2005), hep-ph/0406232, Table 1:
-#   f+(q2) = r1 / (1 - q2/m1^2) + r2 / (1 - q2/m1^2)^2,  r1 = 0.162, r2 = 0.173, m1 = 5.41 GeV
-# (f+(0) = 0.335). The same numbers are used by the EOS flavour library (BZ2004v2).
-BZ_R1 = 0.162
-BZ_R2 = 0.173
-BZ_M1_SQ = 5.41**2
-
-
-@njit(cache=True)
-def kallen(a: float, b: float, c: float) -> float:
-    """Kallen triangle function lambda(a, b, c) of squared masses."""
-    return a * a + b * b + c * c - 2.0 * (a * b + a * c + b * c)
+from kvv.physics.formfactors import kallen
+from kvv.physics.kinematics import boost
 
 
 @njit(cache=True)
@@ -40,40 +29,9 @@ def two_body_momentum(m: float, m1: float, m2: float) -> float:
 
 
 @njit(cache=True)
-def bz_fplus(q2: float) -> float:
-    """B -> K form factor f+(q2) of Ball-Zwicky (hep-ph/0406232)."""
-    x = 1.0 - q2 / BZ_M1_SQ
-    return BZ_R1 / x + BZ_R2 / (x * x)
-
-
-@njit(cache=True)
-def bknunu_weight(q2: float, m_b: float, m_k: float) -> float:
-    """SM dGamma/dq2 divided by the phase-space density, B -> K nu nubar.
-
-    dGamma/dq2 ~ lambda^{3/2}(mB^2, mK^2, q2) f+(q2)^2 for massless neutrinos,
-    while three-body phase space alone gives dPhi/dq2 ~ lambda^{1/2}; the ratio
-    lambda * f+^2 is the accept-reject weight applied after phase space.
-    """
-    lam = kallen(m_b * m_b, m_k * m_k, q2)
-    if lam <= 0.0:
-        return 0.0
-    f = bz_fplus(q2)
-    return lam * f * f
-
-
-@njit(cache=True)
-def boost(p: np.ndarray, bx: float, by: float, bz: float) -> None:
+def boost_in_place(p: np.ndarray, bx: float, by: float, bz: float) -> None:
     """Boost four-vector ``p`` in place from a frame moving with velocity b to the lab."""
-    b2 = bx * bx + by * by + bz * bz
-    if b2 <= 0.0:
-        return
-    gamma = 1.0 / math.sqrt(1.0 - b2)
-    bp = bx * p[1] + by * p[2] + bz * p[3]
-    coef = (gamma - 1.0) * bp / b2 + gamma * p[0]
-    p[1] += coef * bx
-    p[2] += coef * by
-    p[3] += coef * bz
-    p[0] = gamma * (p[0] + bp)
+    p[0], p[1], p[2], p[3] = boost(p[0], p[1], p[2], p[3], bx, by, bz)
 
 
 @njit(cache=True)
@@ -204,7 +162,7 @@ def genbod(m: float, masses: np.ndarray, n: int, out: np.ndarray, wmax: float, s
         e_sys = math.sqrt(p * p + invmass[i - 1] * invmass[i - 1])
         bx, by, bz = p * nx / e_sys, p * ny / e_sys, p * nz / e_sys
         for k in range(i):
-            boost(out[k], bx, by, bz)
+            boost_in_place(out[k], bx, by, bz)
         out[i, 0] = math.sqrt(p * p + masses[i] * masses[i])
         out[i, 1], out[i, 2], out[i, 3] = -p * nx, -p * ny, -p * nz
 

@@ -1,23 +1,25 @@
-"""Sample production: cross-sections, and generator + detector + writer per chunk."""
+"""Sample production: cross-sections, the files an analysis lacks, and generator + detector + writer per chunk."""
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from pathlib import Path
 
 import numpy as np
 
-from kvv.beams import SQRT_S_ON_RESONANCE, Beams
+from kvv.config import AnalysisConfig, Sample
 from kvv.eventformat import PHOTONS, TRACKS, Process
+from kvv.io.samplefiles import GENERATOR_VERSION, generated_file_paths
+from kvv.physics.beams import SQRT_S_OFF_RESONANCE, SQRT_S_ON_RESONANCE, Beams
 from kvv.simulate.decaytable import load_decay_table
 from kvv.simulate.detector import simulate_detector
 from kvv.simulate.generator import DEFAULT_TUNE, PROCESS_SPECS, GeneratedEvents, generate_events
 from kvv.simulate.writer import SampleWriter, chunk_arrays
 
-# Bumped whenever the same seed no longer gives the same events; generated
-# file names carry it so that samples of an older generator are not reused.
-GENERATOR_VERSION = "kvv.simulate 0.2"
-GENERATOR_TAG = "g" + GENERATOR_VERSION.split()[-1].replace(".", "")
+log = logging.getLogger(__name__)
+
 EXPERIMENT = 0  # Belle II MC convention: experiment 0
 BBBAR_NB = 1.05  # e+e- -> Upsilon(4S) -> B Bbar at sqrt(s) = 10.58 GeV (analysis facts)
 CHARGED_FRACTION = 0.514  # Upsilon(4S) -> B+ B- (PDG); B0 B0bar gets the rest
@@ -52,6 +54,8 @@ def cross_section(process: Process, sqrt_s: float = SQRT_S_ON_RESONANCE) -> floa
     if process in SIGNAL_PROCESSES:
         table = load_decay_table()
         spec = PROCESS_SPECS[process]
+        if spec.forced is None:
+            raise ValueError(f"signal process {process.name} has no forced decay chain")
         sigma *= 2.0 * table.forced_fraction(spec.forced, "B+" if charged else "B0")
     return sigma
 
@@ -130,3 +134,41 @@ def generate_sample(
                 progress(first + n)
         writer.write_metadata(metadata)
     return metadata
+
+
+def _beams(sample: Sample) -> Beams:
+    return Beams(sqrt_s=SQRT_S_ON_RESONANCE if sample.resonance == "on" else SQRT_S_OFF_RESONANCE)
+
+
+def missing_generation_tasks(cfg: AnalysisConfig, samples: Iterable[Sample]) -> list[dict]:
+    """Keyword arguments of ``kvv.simulate.generate_sample`` for every file not on disk."""
+    tasks = []
+    for sample in samples:
+        if sample.files:
+            continue
+        for path, n, seed in generated_file_paths(cfg, sample):
+            if path.exists():
+                continue
+            tasks.append(
+                dict(
+                    process=Process[sample.process.upper()],
+                    n_events=n,
+                    path=path,
+                    beams=_beams(sample),
+                    seed=seed,
+                    chunk_size=cfg.simulation.chunk_size,
+                    data=sample.is_data,
+                    tune=dict(sample.tune) or None,
+                )
+            )
+    return tasks
+
+
+def generate_missing(cfg: AnalysisConfig, samples: Iterable[Sample], submit: Callable[[list[dict]], list]) -> list:
+    """Generate every missing sample file; ``submit`` runs the task list on an executor."""
+    tasks = missing_generation_tasks(cfg, samples)
+    if not tasks:
+        return []
+    Path(cfg.simulation.directory).mkdir(parents=True, exist_ok=True)
+    log.info("generating %d sample file(s), %d events", len(tasks), sum(t["n_events"] for t in tasks))
+    return submit(tasks)

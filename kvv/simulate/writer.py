@@ -22,39 +22,42 @@ from pathlib import Path
 import awkward as ak
 import numpy as np
 import uproot
-import uproot.writing._cascade as _cascade
-import uproot.writing._cascadetree as _cascadetree
+from uproot.writing import _cascade, _cascadetree
 
 from kvv import eventformat as ef
 
 FIXED_TIMESTAMP = datetime.datetime(2026, 1, 1)  # written into every TKey / TDirectory
 COMPRESSION = uproot.ZSTD(3)  # good ratio at > 300 MB/s decompression
-_CLOCK_LOCK = threading.Lock()
-_CLOCK_USERS = 0
+
+
+class _ClockUsers:
+    """Writers open now; uproot's clock is patched while there is at least one."""
+
+    lock = threading.Lock()
+    count = 0
 
 
 class _FixedDatetime(datetime.datetime):
     @classmethod
-    def now(cls, tz=None):  # noqa: ARG003 - same signature as datetime.now
+    def now(cls, tz=None):  # same signature as datetime.now
         return FIXED_TIMESTAMP
 
 
 @contextlib.contextmanager
 def _fixed_clock() -> Iterator[None]:
     """Make uproot's writing modules see a constant ``datetime.now()`` (thread-safe refcount)."""
-    global _CLOCK_USERS
     fake = types.SimpleNamespace(datetime=_FixedDatetime)
-    with _CLOCK_LOCK:
-        if _CLOCK_USERS == 0:
+    with _ClockUsers.lock:
+        if _ClockUsers.count == 0:
             _cascade.datetime = fake
             _cascadetree.datetime = fake
-        _CLOCK_USERS += 1
+        _ClockUsers.count += 1
     try:
         yield
     finally:
-        with _CLOCK_LOCK:
-            _CLOCK_USERS -= 1
-            if _CLOCK_USERS == 0:
+        with _ClockUsers.lock:
+            _ClockUsers.count -= 1
+            if _ClockUsers.count == 0:
                 _cascade.datetime = datetime
                 _cascadetree.datetime = datetime
 
@@ -99,8 +102,8 @@ class SampleWriter:
         self.tmp = self.path.with_name(f".{self.path.name}.incomplete")
         self.mc = mc
         self.seed = seed
-        self._file = None
-        self._tree = None
+        self._file: uproot.WritableDirectory | None = None
+        self._tree: uproot.WritableTree | None = None
         self._clock = _fixed_clock()
 
     def __enter__(self) -> SampleWriter:
@@ -113,19 +116,27 @@ class SampleWriter:
         def uuid_function() -> uuid.UUID:
             return uuid.uuid5(uuid.NAMESPACE_OID, f"kvv-{seed}-{next(counter)}")
 
-        self._file = uproot.recreate(self.tmp, compression=COMPRESSION, uuid_function=uuid_function)
-        self._tree = self._file.mktree(ef.TREE_NAME, branch_types(self.mc), counter_name=_counter_name)
+        file = uproot.recreate(self.tmp, compression=COMPRESSION, uuid_function=uuid_function)
+        self._file = file
+        self._tree = file.mktree(ef.TREE_NAME, branch_types(self.mc), counter_name=_counter_name)
         return self
 
+    def _open_file(self) -> uproot.WritableDirectory:
+        if self._file is None:
+            raise RuntimeError(f"{self.path}: SampleWriter is written to outside its with block")
+        return self._file
+
     def extend(self, arrays: dict) -> None:
+        if self._tree is None:
+            raise RuntimeError(f"{self.path}: SampleWriter is written to outside its with block")
         self._tree.extend(arrays)
 
     def write_metadata(self, metadata: dict) -> None:
-        self._file[ef.METADATA_KEY] = json.dumps(metadata, sort_keys=True)
+        self._open_file()[ef.METADATA_KEY] = json.dumps(metadata, sort_keys=True)
 
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
-            self._file.close()
+            self._open_file().close()
             if exc_type is None:
                 os.replace(self.tmp, self.path)
             else:

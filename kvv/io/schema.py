@@ -55,11 +55,14 @@ class Photon(base.NanoCollection):
         return self.E * np.sin(self.theta)
 
 
+# ak.mixin_class also binds this class to the module name TrackArray, behind the linters' backs;
+# it is named here from the registry instead.
+TrackArray = behavior["*", "Track"]
 # vector's projections (e.g. ``.pt``) look these classes up on the array type.
-TrackArray.ProjectionClass2D = vector.TwoVectorArray  # noqa: F821
-TrackArray.ProjectionClass3D = vector.ThreeVectorArray  # noqa: F821
-TrackArray.ProjectionClass4D = vector.LorentzVectorArray  # noqa: F821
-TrackArray.MomentumClass = vector.SphericalThreeVectorArray  # noqa: F821
+TrackArray.ProjectionClass2D = vector.TwoVectorArray
+TrackArray.ProjectionClass3D = vector.ThreeVectorArray
+TrackArray.ProjectionClass4D = vector.LorentzVectorArray
+TrackArray.MomentumClass = vector.SphericalThreeVectorArray
 
 
 _RECORD_NAMES = {eventformat.TRACKS.name: "Track", eventformat.PHOTONS.name: "Photon"}
@@ -72,7 +75,7 @@ class Belle2Schema(BaseSchema):
 
     def __init__(self, base_form, *args, **kwargs):
         super().__init__(base_form, *args, **kwargs)
-        branches = dict(zip(self._form["fields"], self._form["contents"]))
+        branches = dict(zip(self._form["fields"], self._form["contents"], strict=True))
         for coll in eventformat.COLLECTIONS:
             present = {f.name: branches.pop(coll.branch(f.name)) for f in coll.fields if coll.branch(f.name) in branches}
             if not present:

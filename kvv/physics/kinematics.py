@@ -1,4 +1,4 @@
-"""Numba kernels for four-vectors: object ordering, lab -> CMS boost, signal-kaon choice.
+"""Numba kernels for four-vectors: the Lorentz boost, object ordering, lab -> CMS, signal-kaon choice.
 
 Conventions shared by all kernels of kvv:
 
@@ -16,10 +16,44 @@ import numba
 import numpy as np
 from particle import Particle
 
-M_KAON = Particle.from_pdgid(321).mass / 1000.0  # GeV/c^2, PDG via `particle`
-M_PION = Particle.from_pdgid(211).mass / 1000.0
+from kvv.physics.columns import BeamColumns
 
+
+def pdg_mass(pdgid: int) -> float:
+    """PDG mass in GeV/c^2, via `particle` (which works in MeV)."""
+    mass = Particle.from_pdgid(pdgid).mass
+    if mass is None:
+        raise ValueError(f"the PDG data of `particle` have no mass for {pdgid}")
+    return mass / 1000.0
+
+
+def pdg_width(pdgid: int) -> float:
+    """PDG full width in GeV, via `particle` (which works in MeV)."""
+    width = Particle.from_pdgid(pdgid).width
+    if width is None:
+        raise ValueError(f"the PDG data of `particle` have no width for {pdgid}")
+    return width / 1000.0
+
+
+M_KAON = pdg_mass(321)
+M_PION = pdg_mass(211)
+
+#: the decorator of every kvv kernel: compiled once, cached on disk, releasing the GIL for threaded workers
 jit = numba.njit(cache=True, nogil=True)
+
+
+@jit
+def boost(e: float, px: float, py: float, pz: float, bx: float, by: float, bz: float) -> tuple[float, float, float, float]:
+    """The four-vector (E, p) of frame S' seen in frame S, in which S' moves with velocity b.
+
+    kvv's one Lorentz boost: lab -> CMS is ``boost(..., -beta)``, the generator
+    boosts daughters out of their parent's rest frame with ``+beta``.
+    """
+    gamma = 1.0 / np.sqrt(1.0 - (bx * bx + by * by + bz * bz))
+    bp = bx * px + by * py + bz * pz
+    # (gamma - 1) / beta^2 = gamma^2 / (gamma + 1): finite at beta = 0
+    coef = gamma * gamma / (gamma + 1.0) * bp + gamma * e
+    return gamma * (e + bp), px + coef * bx, py + coef * by, pz + coef * bz
 
 
 @jit
@@ -119,7 +153,7 @@ def boost_to_cms(
     """Boost lab four-vectors into the CMS of their event's beam four-momentum.
 
     Pure boost by -beta, beta = p_beam / E_beam (no rotation, as basf2's
-    ``useCMSFrame`` and :func:`kvv.beams.boost_matrix`). Returns (E*, px*, py*, pz*).
+    ``useCMSFrame``). Returns (E*, px*, py*, pz*).
     """
     e_out = np.empty_like(e)
     px_out = np.empty_like(px)
@@ -129,16 +163,8 @@ def boost_to_cms(
         bx = beam_px[i] / beam_e[i]
         by = beam_py[i] / beam_e[i]
         bz = beam_pz[i] / beam_e[i]
-        gamma = 1.0 / np.sqrt(1.0 - (bx * bx + by * by + bz * bz))
-        # (gamma - 1) / beta^2 written without dividing by beta^2 (beta may be 0)
-        g2 = gamma * gamma / (gamma + 1.0)
         for j in range(offsets[i], offsets[i + 1]):
-            bp = bx * px[j] + by * py[j] + bz * pz[j]
-            e_out[j] = gamma * (e[j] - bp)
-            shift = g2 * bp - gamma * e[j]
-            px_out[j] = px[j] + shift * bx
-            py_out[j] = py[j] + shift * by
-            pz_out[j] = pz[j] + shift * bz
+            e_out[j], px_out[j], py_out[j], pz_out[j] = boost(e[j], px[j], py[j], pz[j], -bx, -by, -bz)
     return e_out, px_out, py_out, pz_out
 
 
@@ -163,9 +189,7 @@ def four_momentum_sum(
 
 
 @jit
-def roe_track_stats(
-    offsets: np.ndarray, charge: np.ndarray, dz: np.ndarray, kaon: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def roe_track_stats(offsets: np.ndarray, charge: np.ndarray, dz: np.ndarray, kaon: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Charge sum, mean dz and dz standard deviation of the tracks other than the kaon.
 
     Mean and spread are 0 for events without ROE tracks (no vertex information).
@@ -206,7 +230,7 @@ def beam_constrained_mass(e_beam_cms: np.ndarray, p_cms: np.ndarray) -> np.ndarr
     return np.sqrt(np.maximum(e_beam_cms**2 - p_cms**2, 0.0))
 
 
-def q2_rec(e_kaon_cms: np.ndarray, sqrt_s: np.ndarray, m_kaon: float = M_KAON) -> np.ndarray:
+def q2_rec(e_kaon_cms: np.ndarray, sqrt_s: np.ndarray, m_kaon: float | np.ndarray = M_KAON) -> np.ndarray:
     """Dineutrino q^2 from the kaon CMS energy, signal B at rest: s/4 + M_K^2 - sqrt(s) E*_K."""
     return 0.25 * sqrt_s**2 + m_kaon**2 - sqrt_s * e_kaon_cms
 
@@ -215,3 +239,10 @@ def cos_theta(px: np.ndarray, py: np.ndarray, pz: np.ndarray) -> np.ndarray:
     """Cosine of the polar angle; 0 for a null vector."""
     p = np.sqrt(px**2 + py**2 + pz**2)
     return np.divide(pz, p, out=np.zeros_like(p), where=p > 0.0)
+
+
+def boost_each(p4: np.ndarray, beam: BeamColumns) -> np.ndarray:
+    """Boost one lab four-vector per event, shape (n, 4), into its event's CMS."""
+    one_each = np.arange(len(p4) + 1, dtype=np.int64)
+    e, px, py, pz = (np.ascontiguousarray(p4[:, c]) for c in range(4))
+    return np.stack(boost_to_cms(one_each, e, px, py, pz, beam.energy, beam.px, beam.py, beam.pz), axis=1)

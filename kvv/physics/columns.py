@@ -7,7 +7,9 @@ that objects of event i are ``content[offsets[i]:offsets[i + 1]]``.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
@@ -54,3 +56,22 @@ class BeamColumns:
     px: np.ndarray
     py: np.ndarray
     pz: np.ndarray
+
+    @property
+    def sqrt_s(self) -> np.ndarray:
+        """Per-event sqrt(s), the invariant mass of the e+e- system."""
+        return np.sqrt(self.energy**2 - self.px**2 - self.py**2 - self.pz**2)
+
+
+#: either object collection: :func:`subset` returns the kind it is given
+Objects = TypeVar("Objects", TrackColumns, PhotonColumns)
+
+
+def subset(columns: Objects, keep: np.ndarray) -> Objects:
+    """The objects of flat columns where ``keep`` is true, same dataclass, new offsets."""
+    n_events = len(columns.offsets) - 1
+    event = np.repeat(np.arange(n_events), np.diff(columns.offsets))
+    offsets = np.zeros(n_events + 1, dtype=np.int64)
+    np.cumsum(np.bincount(event[keep], minlength=n_events), out=offsets[1:])
+    values = {f.name: getattr(columns, f.name)[keep] for f in dataclasses.fields(columns) if f.name != "offsets"}
+    return type(columns)(offsets=offsets, **values)

@@ -1,7 +1,7 @@
 """Numba kernels for event-shape variables (thrust, Fox-Wolfram, sphericity, cones, KSFW).
 
 All kernels take per-event ranges ``starts, stops`` into flat momentum arrays
-(see :mod:`kvv.kinematics`) and are meant for CMS momenta; the loop over
+(see :mod:`kvv.physics.kinematics`) and are meant for CMS momenta; the loop over
 events runs inside each jitted kernel. Starting the ranges one object later
 selects the rest of the event without a copy (:mod:`kvv.features`).
 
@@ -12,10 +12,9 @@ cones; nothing is NaN.
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 
-jit = numba.njit(cache=True, nogil=True)
+from kvv.physics.kinematics import jit
 
 EXACT_THRUST_MAX_N = 10
 """Up to this many objects thrust is exact: all 2^(n-1) sign assignments are
@@ -127,9 +126,7 @@ def _thrust_iterative(px, py, pz, p, seeds, found):
 
 
 @jit
-def thrust(
-    starts: np.ndarray, stops: np.ndarray, px: np.ndarray, py: np.ndarray, pz: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+def thrust(starts: np.ndarray, stops: np.ndarray, px: np.ndarray, py: np.ndarray, pz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Thrust T = max_n sum|p_i.n| / sum|p_i| and its unit axis (a_z >= 0), shape (n_events, 3).
 
     Exact for n <= EXACT_THRUST_MAX_N, iterative beyond (see THRUST_SEEDS).
@@ -184,9 +181,7 @@ def _add_legendre(out, i, c, w):
 
 
 @jit
-def fox_wolfram(
-    starts: np.ndarray, stops: np.ndarray, px: np.ndarray, py: np.ndarray, pz: np.ndarray
-) -> np.ndarray:
+def fox_wolfram(starts: np.ndarray, stops: np.ndarray, px: np.ndarray, py: np.ndarray, pz: np.ndarray) -> np.ndarray:
     """Unnormalised Fox-Wolfram moments H_l = sum_{i,j} |p_i||p_j| P_l(cos theta_ij).
 
     The double sum runs over all ordered pairs, i = j included, so H_0 = (sum|p|)^2
@@ -274,9 +269,7 @@ def _symmetric_eigenvalues(a00, a11, a22, a01, a02, a12):
     p = np.sqrt(p2 / 6.0)
     b00, b11, b22 = (a00 - q) / p, (a11 - q) / p, (a22 - q) / p
     b01, b02, b12 = a01 / p, a02 / p, a12 / p
-    half_det = 0.5 * (
-        b00 * (b11 * b22 - b12 * b12) - b01 * (b01 * b22 - b12 * b02) + b02 * (b01 * b12 - b11 * b02)
-    )
+    half_det = 0.5 * (b00 * (b11 * b22 - b12 * b12) - b01 * (b01 * b22 - b12 * b02) + b02 * (b01 * b12 - b11 * b02))
     phi = np.arccos(min(1.0, max(-1.0, half_det))) / 3.0
     l1 = q + 2.0 * p * np.cos(phi)
     l3 = q + 2.0 * p * np.cos(phi + 2.0 * np.pi / 3.0)
@@ -284,9 +277,7 @@ def _symmetric_eigenvalues(a00, a11, a22, a01, a02, a12):
 
 
 @jit
-def sphericity(
-    starts: np.ndarray, stops: np.ndarray, px: np.ndarray, py: np.ndarray, pz: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+def sphericity(starts: np.ndarray, stops: np.ndarray, px: np.ndarray, py: np.ndarray, pz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Sphericity 3/2 (l2 + l3) and aplanarity 3/2 l3 of S^ab = sum p^a p^b / sum |p|^2.
 
     l1 >= l2 >= l3 are the eigenvalues of the (quadratic) momentum tensor.
@@ -347,9 +338,7 @@ def cleo_cones(
 
 
 @jit
-def transverse_energy(
-    starts: np.ndarray, stops: np.ndarray, px: np.ndarray, py: np.ndarray
-) -> np.ndarray:
+def transverse_energy(starts: np.ndarray, stops: np.ndarray, px: np.ndarray, py: np.ndarray) -> np.ndarray:
     """E_T = sum_i sqrt(px_i^2 + py_i^2), the scalar transverse momentum sum to the z axis."""
     out = np.zeros(len(starts))
     for i in range(len(starts)):

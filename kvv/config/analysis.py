@@ -1,35 +1,25 @@
-"""Analysis configuration: YAML validated into typed objects, the single source of truth.
+"""The analysis YAML's schema: samples, cleanup, kaon choice, preselection, regions, controls, validation.
 
-Every number that steers an analysis (samples, cleanup and preselection cuts,
-regions, binning, BDT settings, fit model, systematics) lives in one YAML file
-under ``analysis_config/``. Unknown or mistyped keys are errors that name the
-key's path, e.g. ``preselection.n_tracks_min: Input should be a valid integer``.
+The BDT, systematics, fit and reconstruction sections have modules of their
+own in :mod:`kvv.config`; :class:`AnalysisConfig` puts them together.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
-from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from kvv.bdt import BDTConfig
+from kvv.config.base import ConfigError
+from kvv.config.base import Strict as _Strict
+from kvv.config.bdt import BDTConfig
+from kvv.config.fit import FitSettings
+from kvv.config.reconstruction import Binning, JpsiKCuts, KstarCuts
+from kvv.config.systematics import SystematicsConfig
 from kvv.eventformat import TREE_NAME, Process
-from kvv.systematics import SystematicsConfig
-
-ANALYSIS_CONFIG_DIR = Path(__file__).resolve().parent.parent / "analysis_config"
-DEFAULT_CONFIG = "ita2021.yaml"
-
-
-class ConfigError(ValueError):
-    """An analysis configuration that cannot be used; the message names file and key."""
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Luminosity(_Strict):
@@ -125,7 +115,7 @@ class Axis(_Strict):
     @field_validator("edges")
     @classmethod
     def _increasing(cls, edges: list[float]) -> list[float]:
-        if any(b <= a for a, b in zip(edges, edges[1:])):
+        if any(b <= a for a, b in itertools.pairwise(edges)):
             raise ValueError("bin edges must increase strictly")
         return edges
 
@@ -184,6 +174,10 @@ class WeightVariation(_Strict):
     samples: list[str] = Field(default_factory=list)
 
 
+def _default_proxy_cuts() -> dict[str, tuple[float | None, float | None]]:
+    return {"bdt1": (0.9, None), "bdt2": (0.95, None)}
+
+
 class JpsiKValidation(_Strict):
     """B+ -> J/psi(-> mu+ mu-) K+ control channel: its signal proxy's BDT selection
     efficiency in data over MC (PRL 127, 181802: 1.06 +- 0.10 for BDT2 > 0.95)."""
@@ -191,42 +185,19 @@ class JpsiKValidation(_Strict):
     mc: Sample
     data: Sample
     cuts: dict[str, tuple[float | None, float | None]] = Field(
-        default_factory=lambda: {"bdt1": (0.9, None), "bdt2": (0.95, None)}
+        default_factory=_default_proxy_cuts
     )  # [lo, hi) on the proxy's scores, as region cuts
     seed: int = 1  # signal-like kaon momenta of the proxy
+    candidates: JpsiKCuts = JpsiKCuts()
+    mbc: Binning = Binning(bins=100, start=5.20, stop=5.30)  # GeV/c^2
+    delta_e: Binning = Binning(bins=80, start=-0.2, stop=0.2)  # GeV
+    proxy_bdt2: Binning = Binning(bins=50, start=0.0, stop=1.0)
 
     @model_validator(mode="after")
     def _roles(self) -> JpsiKValidation:
         if self.mc.is_data or not self.data.is_data:
             raise ValueError("validation.mc must be MC and validation.data must have is_data: true")
         return self
-
-
-class FitSettings(_Strict):
-    """How the templates become a HistFactory workspace."""
-
-    signal_template: str = "signal"
-    poi_bounds: tuple[float, float] = (0.0, 500.0)
-    background_normalisation_uncertainty: float = Field(default=0.5, ge=0)
-    staterror_prune_threshold: float = Field(default=0.0, ge=0)
-    # A bin with signal but no background MC would claim zero background; it gets
-    # one event of the best-known background instead (see histograms.floor_empty_background).
-    floor_empty_background: bool = True
-    injected_mu: float = 1.0
-    pseudo_data: Literal["asimov", "toy"] = "asimov"
-    seed: int = 1
-    sm_branching_fraction: float = 4.97e-6
-    continuum_templates: list[str] = Field(
-        default_factory=lambda: ["uubar", "ddbar", "ssbar", "ccbar", "taupair"]
-    )
-    limit_method: Literal["asymptotic", "toys"] = "asymptotic"  # toys: also CLs from pseudo-experiments
-    limit_toys: int = Field(default=500, ge=10)
-    injection_values: list[float] = Field(default_factory=lambda: [0.0, 1.0, 5.0, 20.0])
-    injection_toys: int = Field(default=50, ge=2)
-    groups: dict[str, list[str]] = Field(default_factory=dict)  # grouped impacts: {group: [glob patterns]}
-    steps: list[str] = Field(
-        default_factory=lambda: ["mle", "scan", "significance", "limit", "gof", "impacts", "injection", "plots"]
-    )
 
 
 class AnalysisConfig(_Strict):
@@ -250,6 +221,7 @@ class AnalysisConfig(_Strict):
     variations: list[WeightVariation] = Field(default_factory=list)
     systematics: SystematicsConfig = SystematicsConfig()
     fit: FitSettings = FitSettings()
+    kstar: KstarCuts = KstarCuts()  # processor: kstar
     validation: JpsiKValidation | None = None
 
     @model_validator(mode="after")
@@ -271,10 +243,10 @@ class AnalysisConfig(_Strict):
             unknown = set(v.templates) - templates
             if unknown:
                 raise ValueError(f"systematic {v.name!r} names unknown templates {sorted(unknown)}")
-        for v in self.variations:
-            unknown = set(v.samples) - set(names)
+        for variation in self.variations:
+            unknown = set(variation.samples) - set(names)
             if unknown:
-                raise ValueError(f"variation {v.name!r} names unknown samples {sorted(unknown)}")
+                raise ValueError(f"variation {variation.name!r} names unknown samples {sorted(unknown)}")
         return self
 
     @property
@@ -302,36 +274,3 @@ class AnalysisConfig(_Strict):
         """sha256 of the canonical JSON form: identifies models and outputs made from it."""
         canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def resolve_config_path(name_or_path: str | Path) -> Path:
-    """A path as given, or the name of a file in ``analysis_config/``."""
-    path = Path(name_or_path)
-    if path.exists():
-        return path
-    for candidate in (ANALYSIS_CONFIG_DIR / path, ANALYSIS_CONFIG_DIR / f"{path}.yaml"):
-        if candidate.exists():
-            return candidate
-    raise ConfigError(f"{name_or_path}: no such analysis configuration (looked in {ANALYSIS_CONFIG_DIR})")
-
-
-def _format_validation_error(path: Path, err: ValidationError) -> str:
-    first = err.errors()[0]
-    key = ".".join(str(p) for p in first["loc"]) or "<root>"
-    more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
-    return f"{path}: {key}: {first['msg']}{more}"
-
-
-def load_config(name_or_path: str | Path = DEFAULT_CONFIG) -> AnalysisConfig:
-    """Read and validate an analysis YAML; raises ConfigError with file and key."""
-    path = resolve_config_path(name_or_path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of keys")
-    try:
-        return AnalysisConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(_format_validation_error(path, exc)) from None

@@ -1,4 +1,4 @@
-"""Input samples: locating or generating their files, checking them, normalising them.
+"""Input samples: checking their files and normalising them.
 
 Before any processing every file is opened once: a missing file, a file that
 is not ROOT or is truncated, a missing tree or branch, or an empty tree is an
@@ -10,21 +10,19 @@ from __future__ import annotations
 
 import json
 import logging
-import math
-import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import uproot
 
 from kvv import eventformat
-from kvv.beams import SQRT_S_OFF_RESONANCE, SQRT_S_ON_RESONANCE, Beams
 from kvv.config import AnalysisConfig, Sample
+from kvv.io.artefacts import Role
+from kvv.io.samplefiles import sample_file_paths
 
 log = logging.getLogger(__name__)
 
-EVENTS_PER_GENERATED_FILE = 500_000
 FB_PER_NB = 1.0e6  # 1 nb = 1e6 fb, so N = sigma[nb] * 1e6 * L[fb^-1]
 
 
@@ -52,95 +50,37 @@ class SampleInputs:
     def entries(self) -> int:
         return sum(f.entries for f in self.files)
 
+    @property
+    def is_recorded_data(self) -> bool:
+        """Data without generator metadata or a configured cross-section: recorded events, each weighing 1."""
+        return self.sample.is_data and self.sample.cross_section_nb is None and all(f.cross_section_nb is None for f in self.files)
+
+    def role(self, signal_template: str) -> Role:
+        """What the sample is to the fit; kvv's generated data are pseudo-data, never observations."""
+        if self.sample.is_data:
+            return "data" if self.is_recorded_data else "pseudo_data"
+        return "signal" if self.sample.template == signal_template else "background"
+
     def weight(self, target_lumi_fb: float) -> float:
         """Per-event weight scaling the sample to the target luminosity.
 
-        Real data weigh 1. kvv's pseudo-data carry generator metadata and are
+        Recorded data weigh 1. kvv's pseudo-data carry generator metadata and are
         prescaled like MC: they stand for the configured luminosity.
         """
-        if not self.files:
+        if not self.files or self.is_recorded_data:
             return 1.0
         xsec = self.sample.cross_section_nb
-        if self.sample.is_data and xsec is None and all(f.cross_section_nb is None for f in self.files):
-            return 1.0
         if xsec is None:
             known = {f.cross_section_nb for f in self.files}
-            if len(known) != 1 or None in known:
+            agreed = next(iter(known)) if len(known) == 1 else None
+            if agreed is None:
                 raise InputError(
                     f"sample {self.sample.name!r}: cross_section_nb is not in the config and "
                     f"the files' metadata disagree or lack it ({sorted(map(str, known))})"
                 )
-            xsec = known.pop()
+            xsec = agreed
         n_generated = sum(f.n_generated for f in self.files)
         return xsec * FB_PER_NB * target_lumi_fb / n_generated
-
-
-def sample_seed(base_seed: int, sample: Sample, index: int) -> int:
-    """A stable seed per (sample, file): same config -> byte-identical files."""
-    return (base_seed * 1_000_003 + zlib.crc32(sample.name.encode()) + 7919 * index) % (2**31 - 1)
-
-
-def generated_file_paths(cfg: AnalysisConfig, sample: Sample) -> list[tuple[Path, int, int]]:
-    """``(path, n_events, seed)`` of the files kvv generates for a sample without files."""
-    from kvv.simulate.samples import GENERATOR_TAG
-
-    directory = Path(cfg.simulation.directory)
-    n_files = max(1, math.ceil(sample.events / EVENTS_PER_GENERATED_FILE))
-    per_file = math.ceil(sample.events / n_files)
-    out = []
-    for i in range(n_files):
-        n = min(per_file, sample.events - i * per_file)
-        seed = sample_seed(cfg.simulation.seed, sample, i)
-        tag = "_".join(f"{k}{v:g}" for k, v in sorted(sample.tune.items()))
-        name = f"{sample.name}_{sample.process}_{n}_s{seed}{'_' + tag if tag else ''}_{GENERATOR_TAG}.root"
-        out.append((directory / name, n, seed))
-    return out
-
-
-def sample_file_paths(cfg: AnalysisConfig, sample: Sample) -> list[str]:
-    if sample.files:
-        return list(sample.files)
-    return [str(p) for p, _, _ in generated_file_paths(cfg, sample)]
-
-
-def _beams(sample: Sample) -> Beams:
-    return Beams(sqrt_s=SQRT_S_ON_RESONANCE if sample.resonance == "on" else SQRT_S_OFF_RESONANCE)
-
-
-def missing_generation_tasks(cfg: AnalysisConfig, samples: Iterable[Sample]) -> list[dict]:
-    """Keyword arguments of ``kvv.simulate.generate_sample`` for every file not on disk."""
-    from kvv.eventformat import Process
-
-    tasks = []
-    for sample in samples:
-        if sample.files:
-            continue
-        for path, n, seed in generated_file_paths(cfg, sample):
-            if path.exists():
-                continue
-            tasks.append(
-                dict(
-                    process=Process[sample.process.upper()],
-                    n_events=n,
-                    path=path,
-                    beams=_beams(sample),
-                    seed=seed,
-                    chunk_size=cfg.simulation.chunk_size,
-                    data=sample.is_data,
-                    tune=dict(sample.tune) or None,
-                )
-            )
-    return tasks
-
-
-def generate_missing(cfg: AnalysisConfig, samples: Iterable[Sample], submit: Callable[[list[dict]], list]) -> list:
-    """Generate every missing sample file; ``submit`` runs the task list on an executor."""
-    tasks = missing_generation_tasks(cfg, samples)
-    if not tasks:
-        return []
-    Path(cfg.simulation.directory).mkdir(parents=True, exist_ok=True)
-    log.info("generating %d sample file(s), %d events", len(tasks), sum(t["n_events"] for t in tasks))
-    return submit(tasks)
 
 
 def inspect_file(path: str, tree: str, branches: Iterable[str]) -> InputFile:

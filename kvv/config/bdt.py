@@ -55,7 +55,7 @@ class BDTStageConfig(XGBParams):
     features: list[str] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _unique_features(self) -> "BDTStageConfig":
+    def _unique_features(self) -> BDTStageConfig:
         if len(set(self.features)) != len(self.features):
             raise ValueError("features must be unique")
         return self

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from kvv.physics.kinematics import boost
+
 HER_LER_ENERGY_RATIO = 7.0 / 4.0  # e- 7 GeV on e+ 4 GeV (design)
 CROSSING_ANGLE = 0.083  # rad, full crossing angle
 SQRT_S_ON_RESONANCE = 10.58  # GeV, Upsilon(4S)
@@ -109,16 +111,11 @@ def boost_matrix(beta: np.ndarray) -> np.ndarray:
 
     ``boost_matrix(b) @ p`` gives the four-vector seen by an observer for whom
     the original frame moves with velocity ``b``; ``boost_matrix(-b)`` undoes it.
+    Its columns are :func:`kvv.physics.kinematics.boost` of the four unit vectors.
     """
     beta = np.asarray(beta, dtype=np.float64)
     b2 = float(beta @ beta)
     if b2 >= 1.0:
         raise ValueError(f"boost velocity |beta| = {np.sqrt(b2)} is not below 1")
-    gamma = 1.0 / np.sqrt(1.0 - b2)
-    m = np.eye(4)
-    m[0, 0] = gamma
-    m[0, 1:] = gamma * beta
-    m[1:, 0] = gamma * beta
-    if b2 > 0.0:
-        m[1:, 1:] += (gamma - 1.0) * np.outer(beta, beta) / b2
-    return m
+    unit = np.eye(4)
+    return np.stack(boost.py_func(*unit, *beta))
