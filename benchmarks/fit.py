@@ -51,9 +51,9 @@ def run_kvv(spec: dict) -> dict:
     res, t, err = _timed(lambda: mle(lh, minos=True))
     out["mle_minos"] = {"seconds": t, "minos": res.minos[lh.poi_name] if res else None, "error": err}
     sig, t, err = _timed(lambda: significance(lh))
-    out["significance"] = {"seconds": t, "Z": sig["Z_obs"] if sig else None, "error": err}
+    out["significance"] = {"seconds": t, "Z": sig.Z_obs if sig else None, "error": err}
     lim, t, err = _timed(lambda: upper_limit(lh, cl=0.90))
-    out["limit90"] = {"seconds": t, "mu_up": lim["observed"] if lim else None, "error": err}
+    out["limit90"] = {"seconds": t, "mu_up": lim.observed if lim else None, "error": err}
     return out
 
 

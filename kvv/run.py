@@ -52,7 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-chunks", type=int, default=None, help="at most this many chunks per sample")
     p.add_argument("--outputs", type=Path, default=Path("outputs"), help="output folder")
     p.add_argument("--skip-bad-files", action="store_true", help="skip unreadable files and list them in the summary")
-    p.add_argument("--workspace", type=Path, default=None, help="fit this pyhf JSON workspace (with the inference settings of --config) instead of the analysis")
+    p.add_argument(
+        "--workspace",
+        type=Path,
+        default=None,
+        help="fit this pyhf JSON workspace (with the inference settings of --config) instead of the analysis",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p

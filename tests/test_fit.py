@@ -57,8 +57,8 @@ def test_belle2_mle(belle2, belle2_fit):
 def test_belle2_significance(belle2):
     # plain pyhf + MINUIT fails on the mu = 0 fixed fit here; kvv must not
     result = significance(belle2)
-    assert result["Z_obs"] == pytest.approx(3.5, abs=0.15)
-    assert result["null_fit_optimizer"] != "none"
+    assert result.Z_obs == pytest.approx(3.5, abs=0.15)
+    assert result.null_fit_optimizer != "none"
 
 
 @pytest.mark.slow
@@ -147,7 +147,7 @@ def test_empty_background_bins_get_one_event_of_the_best_known_background():
     s_on = templates["on"]["signal"]["yields"]
     b_on = templates["on"]["uubar"]["yields"] + charged["yields"]
     z_closed = np.sqrt(np.sum(2 * ((s_on + b_on) * np.log1p(s_on / b_on) - s_on)))
-    assert significance(lh)["Z_obs"] == pytest.approx(z_closed, rel=1e-3)
+    assert significance(lh).Z_obs == pytest.approx(z_closed, rel=1e-3)
 
 
 def test_systematics_table_lists_every_source(tmp_path):
@@ -258,10 +258,10 @@ def test_cls_limit_counting_model(n_obs):
     s, b = 5.0, 10.0
     lh = Likelihood.from_workspace(_counting(n_obs, s, b))
     result = upper_limit(lh, cl=0.90)
-    assert result["observed"] == pytest.approx(_closed_form_limit(n_obs, s, b, 0.90), rel=2e-3)
+    assert result.observed == pytest.approx(_closed_form_limit(n_obs, s, b, 0.90), rel=2e-3)
     # expected median: closed form on Asimov (n = b)
-    assert result["expected"][2] == pytest.approx(_closed_form_limit(b, s, b, 0.90), rel=2e-3)
-    assert list(result["expected"]) == sorted(result["expected"])
+    assert result.expected[2] == pytest.approx(_closed_form_limit(b, s, b, 0.90), rel=2e-3)
+    assert list(result.expected) == sorted(result.expected)
 
 
 def test_toy_cls_counting_model_matches_poisson_sums():
@@ -273,9 +273,9 @@ def test_toy_cls_counting_model_matches_poisson_sums():
     lh = Likelihood.from_workspace(_counting(n_obs, s, b))
     result = toy_cls(lh, mu, n_toys=400, seed=11)
     exact = scipy.stats.poisson.cdf(n_obs, mu * s + b) / scipy.stats.poisson.cdf(n_obs, b)
-    assert result["failed_toys"] == 0
-    assert result["clsb"] == pytest.approx(scipy.stats.poisson.cdf(n_obs, mu * s + b), abs=4 * np.sqrt(0.25 / 400))
-    assert result["cls"] == pytest.approx(exact, abs=4 * result["cls_error"])
+    assert result.failed_toys == 0
+    assert result.clsb == pytest.approx(scipy.stats.poisson.cdf(n_obs, mu * s + b), abs=4 * np.sqrt(0.25 / 400))
+    assert result.cls == pytest.approx(exact, abs=4 * result.cls_error)
 
 
 def test_toy_limit_in_the_pipeline(tmp_path):
@@ -298,8 +298,8 @@ def test_limit_bands_beyond_the_poi_range_are_infinite():
     spec = _counting(10.0, 5.0, 10.0)
     spec["measurements"][0]["config"]["parameters"][0]["bounds"] = [[0.0, 2.0]]
     result = upper_limit(Likelihood.from_workspace(spec), cl=0.90)
-    assert result["observed"] == pytest.approx(_closed_form_limit(10.0, 5.0, 10.0, 0.90), rel=2e-3)
-    assert result["expected"][4] == np.inf and np.isfinite(result["expected"][0])
+    assert result.observed == pytest.approx(_closed_form_limit(10.0, 5.0, 10.0, 0.90), rel=2e-3)
+    assert result.expected[4] == np.inf and np.isfinite(result.expected[0])
 
 
 def test_injection_pulls():

@@ -29,6 +29,7 @@ pyhf's JAX backend by itself, only while it traces the model.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 from collections.abc import Iterator
@@ -190,7 +191,7 @@ def test_upper_limit_parity(belle2_pyhf, belle2_kvv):
     assert cls_low > alpha > cls_high
     pyhf_limit = low + (math.log(alpha) - math.log(cls_low)) / (math.log(cls_high) - math.log(cls_low)) * (high - low)
 
-    limit = upper_limit(belle2_kvv, 0.90)["observed"]
+    limit = upper_limit(belle2_kvv, 0.90).observed
     assert limit == pytest.approx(pyhf_limit, rel=RTOL)
     assert hypotest(belle2_kvv, limit).cls_observed == pytest.approx(alpha, abs=1e-3)
 
@@ -245,7 +246,7 @@ def pyhf_toy_cls(toy_model) -> dict:
 
 def test_toy_cls_parity(toy_model, pyhf_toy_cls):
     *_, spec = toy_model
-    result = toy_cls(Likelihood.from_workspace(spec), TOY_MU, n_toys=N_TOYS, seed=1)
+    result = dataclasses.asdict(toy_cls(Likelihood.from_workspace(spec), TOY_MU, n_toys=N_TOYS, seed=1))
     reference = pyhf_toy_cls
 
     assert result["failed_toys"] == 0

@@ -5,8 +5,8 @@ Typical use::
     from kvv.fit import Likelihood, mle, significance, upper_limit
     lh = Likelihood.from_workspace("workspace.json")
     fit = mle(lh)                      # MLE, Hessian + MINOS errors on the POI
-    significance(lh)["Z_obs"]
-    upper_limit(lh, cl=0.90)["observed"]
+    significance(lh).Z_obs
+    upper_limit(lh, cl=0.90).observed
 
 or everything at once with :func:`run_inference`.
 """
@@ -15,6 +15,9 @@ from .analysis import analysis_workspace, fit_analysis, impact_groups, systemati
 from .infer import (
     FitResult,
     HypotestResult,
+    Significance,
+    ToyCLs,
+    UpperLimit,
     covariance,
     goodness_of_fit,
     hypotest,
@@ -43,6 +46,9 @@ __all__ = [
     "HypotestResult",
     "Likelihood",
     "OptResult",
+    "Significance",
+    "ToyCLs",
+    "UpperLimit",
     "analysis_workspace",
     "asimov_observations",
     "build_workspace",

@@ -8,6 +8,7 @@ for discovery.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 
@@ -193,6 +194,47 @@ class _HypoTest:
 
 
 @dataclass(frozen=True)
+class UpperLimit:
+    """Asymptotic CLs upper limit on the POI: observed, and expected at the EXPECTED_SIGMAS band points (ascending)."""
+
+    cl: float
+    observed: float
+    expected: list[float]
+    expected_sigmas: list[int]
+    nfits: int
+    #: CLs scan for plotting: {"values", "cls_observed", "cls_expected"}, when asked for
+    scan: dict[str, np.ndarray] | None = None
+
+
+@dataclass(frozen=True)
+class Significance:
+    """Discovery significance from q0: observed, and expected on Asimov data with POI = ``expected_mu``."""
+
+    q0: float
+    Z_obs: float
+    p0_obs: float
+    Z_exp: float
+    p0_exp: float
+    expected_mu: float
+    null_fit_optimizer: str
+    null_fit_attempts: list[str]
+
+
+@dataclass(frozen=True)
+class ToyCLs:
+    """CLs at one POI value from pseudo-experiments, with binomial errors."""
+
+    mu: float
+    q_obs: float
+    cls: float
+    cls_error: float
+    clsb: float
+    clb: float
+    n_toys: int
+    failed_toys: int
+
+
+@dataclass(frozen=True)
 class HypotestResult:
     """Asymptotic CLs of one POI value: observed, and expected at the EXPECTED_SIGMAS band points."""
 
@@ -211,7 +253,7 @@ def hypotest(lh: Likelihood, mu: float, data: np.ndarray | None = None) -> Hypot
 Q_TIE_TOLERANCE = 1e-4
 
 
-def toy_cls(lh: Likelihood, mu: float, data: np.ndarray | None = None, *, n_toys: int = 500, seed: int = 0) -> dict:
+def toy_cls(lh: Likelihood, mu: float, data: np.ndarray | None = None, *, n_toys: int = 500, seed: int = 0) -> ToyCLs:
     """CLs at POI = ``mu`` from pseudo-experiments instead of asymptotic formulae.
 
     The q~_mu distributions under the signal-plus-background (POI = ``mu``) and
@@ -248,16 +290,16 @@ def toy_cls(lh: Likelihood, mu: float, data: np.ndarray | None = None, *, n_toys
         p_tail[name], p_err[name] = p, float(np.sqrt(p * (1 - p) / len(q_toys)))
     cls = p_tail["splusb"] / p_tail["b"] if p_tail["b"] > 0 else float("nan")
     rel = np.hypot(p_err["splusb"] / max(p_tail["splusb"], 1e-300), p_err["b"] / max(p_tail["b"], 1e-300))
-    return {
-        "mu": mu,
-        "q_obs": q_obs,
-        "cls": cls,
-        "cls_error": float(cls * rel),
-        "clsb": p_tail["splusb"],
-        "clb": p_tail["b"],
-        "n_toys": n_toys,
-        "failed_toys": failed,
-    }
+    return ToyCLs(
+        mu=mu,
+        q_obs=q_obs,
+        cls=cls,
+        cls_error=float(cls * rel),
+        clsb=p_tail["splusb"],
+        clb=p_tail["b"],
+        n_toys=n_toys,
+        failed_toys=failed,
+    )
 
 
 def toy_upper_limit(
@@ -273,19 +315,25 @@ def toy_upper_limit(
     """Toy-based CLs upper limit: toy CLs on a grid of POI values around the asymptotic limit
     (computed unless given), interpolated linearly in log CLs to 1 - ``cl``."""
     if asymptotic is None:
-        asymptotic = upper_limit(lh, cl, data)["observed"]
+        asymptotic = upper_limit(lh, cl, data).observed
     if not np.isfinite(asymptotic):
         raise FitError(f"the asymptotic {cl:.0%} CL limit is above the POI range; no grid for toys")
     values = np.linspace(0.5 * asymptotic, 1.75 * asymptotic, n_points)
     points = [toy_cls(lh, float(mu), data, n_toys=n_toys, seed=seed + k) for k, mu in enumerate(values)]
-    log_cls = np.log(np.clip([p["cls"] for p in points], 1e-12, None))
+    log_cls = np.log(np.clip([p.cls for p in points], 1e-12, None))
     alpha = np.log(1.0 - cl)
     crossing = np.flatnonzero((log_cls[:-1] > alpha) & (log_cls[1:] <= alpha))
     if crossing.size == 0:
         raise FitError(f"toy CLs does not cross {1 - cl:.2f} between POI {values[0]:.3g} and {values[-1]:.3g}")
     i = crossing[0]
     observed = float(np.interp(alpha, [log_cls[i + 1], log_cls[i]], [values[i + 1], values[i]]))
-    return {"cl": cl, "observed": observed, "asymptotic_observed": asymptotic, "points": points, "method": "toys"}
+    return {
+        "cl": cl,
+        "observed": observed,
+        "asymptotic_observed": asymptotic,
+        "points": [dataclasses.asdict(p) for p in points],
+        "method": "toys",
+    }
 
 
 def upper_limit(
@@ -295,7 +343,7 @@ def upper_limit(
     *,
     scan_points: int = 0,
     rtol: float = 1e-3,
-) -> dict:
+) -> UpperLimit:
     """Asymptotic CLs upper limit on the POI at confidence level ``cl``, observed and expected (ascending, see EXPECTED_SIGMAS).
 
     Limits are found by root finding on CLs(mu) - (1 - cl); the expected ones
@@ -330,21 +378,20 @@ def upper_limit(
 
     observed = solve_or_inf(lambda mu: hypo.cls(mu)[0] - alpha, "observed")
     expected = [solve_or_inf(lambda mu, i=i: hypo.cls(mu)[1][i] - alpha, f"expected {-n:+d} sigma") for i, n in enumerate(EXPECTED_SIGMAS)]
-    result = {"cl": cl, "observed": observed, "expected": expected, "expected_sigmas": list(EXPECTED_SIGMAS)}
+    scan = None
     if scan_points:
         finite = [v for v in (*expected, observed) if np.isfinite(v)]
         values = np.linspace(low, min(1.5 * max(finite, default=high), high), scan_points)
         points = [hypo.cls(mu) for mu in values]
-        result["scan"] = {
+        scan = {
             "values": values,
             "cls_observed": np.asarray([p[0] for p in points]),
             "cls_expected": np.asarray([p[1] for p in points]),
         }
-    result["nfits"] = hypo.nfits
-    return result
+    return UpperLimit(cl=cl, observed=observed, expected=expected, expected_sigmas=list(EXPECTED_SIGMAS), nfits=hypo.nfits, scan=scan)
 
 
-def significance(lh: Likelihood, data: np.ndarray | None = None, *, expected_mu: float = 1.0) -> dict:
+def significance(lh: Likelihood, data: np.ndarray | None = None, *, expected_mu: float = 1.0) -> Significance:
     """Discovery significance from q0, observed and expected (Asimov with POI = ``expected_mu``)."""
     data = lh.data if data is None else data
     fit = minimize(lh, data)
@@ -357,16 +404,16 @@ def significance(lh: Likelihood, data: np.ndarray | None = None, *, expected_mu:
     asimov_free = minimize(lh, asimov, init=cond.x)
     q0_a = max(asimov_null.fval - asimov_free.fval, 0.0)
     z_obs, z_exp = float(np.sqrt(q0)), float(np.sqrt(q0_a))
-    return {
-        "q0": q0,
-        "Z_obs": z_obs,
-        "p0_obs": float(scipy.stats.norm.sf(z_obs)),
-        "Z_exp": z_exp,
-        "p0_exp": float(scipy.stats.norm.sf(z_exp)),
-        "expected_mu": expected_mu,
-        "null_fit_optimizer": null.optimizer,
-        "null_fit_attempts": null.attempts,
-    }
+    return Significance(
+        q0=q0,
+        Z_obs=z_obs,
+        p0_obs=float(scipy.stats.norm.sf(z_obs)),
+        Z_exp=z_exp,
+        p0_exp=float(scipy.stats.norm.sf(z_exp)),
+        expected_mu=expected_mu,
+        null_fit_optimizer=null.optimizer,
+        null_fit_attempts=null.attempts,
+    )
 
 
 def _constrained(lh: Likelihood) -> list[tuple[str, slice, np.ndarray, np.ndarray]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -81,9 +82,11 @@ def run_inference(
     if "scan" in steps:
         results["scan"] = timed("scan", lambda: scan(lh, fit=fit))
     if "significance" in steps:
-        results["significance"] = timed("significance", lambda: significance(lh))
+        results["significance"] = dataclasses.asdict(timed("significance", lambda: significance(lh)))
     if "limit" in steps:
-        limit = timed("limit", lambda: upper_limit(lh, options.cl, scan_points=21 if "plots" in steps else 0))
+        limit = dataclasses.asdict(timed("limit", lambda: upper_limit(lh, options.cl, scan_points=21 if "plots" in steps else 0)))
+        if limit["scan"] is None:
+            del limit["scan"]
         limit["branching_fraction"] = float(to_branching_fraction(limit["observed"], options.sm_branching_fraction))
         results["upper_limit"] = limit
         if options.limit_method == "toys":
