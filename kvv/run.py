@@ -106,6 +106,17 @@ def processor_class(cfg: AnalysisConfig) -> type:
     return KstarProcessor if cfg.processor == "kstar" else KnunuProcessor
 
 
+#: the order of training rows: xgboost's row subsampling makes a model depend on it,
+#: so it must not depend on how the files were chunked or which worker finished first
+TABLE_ORDER = ["sample", "__experiment__", "__run__", "__event__"]
+
+
+def read_tables(paths: list[str]) -> pd.DataFrame:
+    """The feature tables of a training pass, concatenated in the canonical row order (TABLE_ORDER)."""
+    table = pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
+    return table.sort_values(TABLE_ORDER, kind="stable", ignore_index=True)
+
+
 def stage_train(cfg: AnalysisConfig, execution: cluster.Execution, args: argparse.Namespace, out: Path) -> dict:
     """Write feature tables of all on-resonance MC and off-resonance data, then train (per BDT category)."""
     if cfg.bdt is None:
@@ -127,11 +138,11 @@ def stage_train(cfg: AnalysisConfig, execution: cluster.Execution, args: argpars
     result = run_processor(execution, inputs.fileset(found, cfg), processor_class(cfg)(cfg, table_dir=table_dir), args, cfg)
     tables = result["output"].get("tables", {})
     mc_names = [s.name for s in samples if not s.is_data]
-    mc = pd.concat([pd.read_parquet(p) for name in mc_names for p in sorted(tables.get(name, []))], ignore_index=True)
+    mc = read_tables([p for name in mc_names for p in tables.get(name, [])])
     signal_samples = {s.name for s in cfg.samples if s.template == cfg.fit.signal_template}
     mc["is_signal"] = mc["sample"].isin(signal_samples)
-    data_paths = [p for s in samples if s.is_data for p in sorted(tables.get(s.name, []))]
-    offres = pd.concat([pd.read_parquet(p) for p in data_paths], ignore_index=True) if data_paths else None
+    data_paths = [p for s in samples if s.is_data for p in tables.get(s.name, [])]
+    offres = read_tables(data_paths) if data_paths else None
     log.info("training BDTs on %d MC events (%d signal)", len(mc), int(mc["is_signal"].sum()))
     mc_categories = bdt.category_masks(cfg.bdt, mc)
     off_categories = bdt.category_masks(cfg.bdt, offres) if offres is not None else {}

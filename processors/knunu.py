@@ -85,6 +85,9 @@ class KnunuProcessor(processor.ProcessorABC):
         cfg = self.cfg
         columns = self.event_columns(events, tracks, photons, truth)
         columns["__event__"] = event_number
+        # with the event number, the training tables' canonical row order (see kvv.run.read_tables)
+        for name in ("__experiment__", "__run__"):
+            columns[name] = np.asarray(ak.to_numpy(events[name]), dtype=np.int64)
         columns.update({name: truth[name] for name in MC_EVENT_BRANCHES})
         if cfg.systematics.kaon_pid:
             columns.update(sy.kaon_pid_inputs(tracks, columns["kaon_index"], truth["track_mcPDG"]))
