@@ -14,8 +14,9 @@ import numpy as np
 
 from kvv.config import PhotonCleanup, Preselection, TrackCleanup
 from kvv.physics.columns import BeamColumns, PhotonColumns, TrackColumns
+from kvv.physics.kinematics import M_PION
 
-PION_MASS = 0.13957039  # GeV/c^2, PDG; the track energy cut uses the pion hypothesis
+PION_MASS = M_PION  # the track energy cut uses the pion hypothesis
 
 
 def track_mask(tracks: ak.Array, cuts: TrackCleanup) -> ak.Array:
