@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from coffea import processor
 
-from kvv import bdt, cluster, fit, histograms, jpsik, report
+from kvv import bdt, cluster, fit, histograms, jpsik, report, systematics
 from kvv.config import DEFAULT_CONFIG, AnalysisConfig, ConfigError, load_config
 from kvv.io import inputs
 from kvv.io.artefacts import SampleRecord, write_json
@@ -81,7 +81,7 @@ def run_processor(
         skipbadfiles=args.skip_bad_files,
         savemetrics=True,
     )
-    output, metrics = runner(fileset, proc, treename=cfg.tree)
+    output, metrics = runner(fileset, proc)  # each file names its tree (inputs.tree_of)
     return {"output": output, "metrics": metrics}
 
 
@@ -278,6 +278,12 @@ def stage_fit(cfg: AnalysisConfig, args: argparse.Namespace, out: Path) -> dict:
 
 def _sample_record(cfg: AnalysisConfig, si: inputs.SampleInputs, output: dict, files: dict) -> SampleRecord:
     """What the process stage hands the fit stage about one sample."""
+    layout = cfg.format_of(si.sample)
+    skipped: dict[str, str] = {}
+    if not si.sample.is_data and layout != "kvv":  # kvv's own MC files carry all the truth
+        skipped = systematics.unavailable(cfg.systematics, cfg.input.truth, objects=layout != "basf2_ntuple")
+    for name, reason in skipped.items():
+        log.warning("sample %s: variation %s left at the nominal: %s", si.sample.name, name, reason)
     return SampleRecord(
         role=si.role(cfg.fit.signal_template),
         template=si.sample.template,
@@ -287,6 +293,8 @@ def _sample_record(cfg: AnalysisConfig, si: inputs.SampleInputs, output: dict, f
         entries_processed=int(output["entries"].get(si.sample.name, np.zeros(1))[0]),
         weight=files.get(si.sample.name, {}).get("metadata", {}).get("weight"),
         skipped_files=si.skipped,
+        format=layout,
+        skipped_variations=skipped,
     )
 
 

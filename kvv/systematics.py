@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import functools
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, fields, replace
 from typing import Protocol, cast
 
@@ -272,6 +272,27 @@ def weight_variations(cfg: SystematicsConfig, columns: dict[str, np.ndarray], sa
         out.update(_form_factor_weights(ff, columns, sample_info))
     for norm in cfg.normalisation:
         out.update(_normalisation_weights(norm, n, sample_info))
+    return out
+
+
+#: the event-level MC truth each kind of weight variation reads
+TRUTH_NEEDED = {"branching_fraction": ("mcB1Mode", "mcB2Mode"), "form_factor": ("mcB1Mode", "mcB2Mode", "mcq2")}
+
+
+def unavailable(cfg: SystematicsConfig, truth: Collection[str], objects: bool) -> dict[str, str]:
+    """The variations a sample cannot carry, with the reason: missing MC truth, or no objects to vary.
+
+    Their templates equal the nominal for that sample; the process stage lists them in the run summary.
+    """
+    out: dict[str, str] = {}
+    for kind, needed in TRUTH_NEEDED.items():
+        missing = [name for name in needed if name not in truth]
+        if missing:
+            for v in getattr(cfg, kind):
+                out[v.name] = f"no MC truth {', '.join(missing)} (input.truth)"
+    if not objects:
+        for ov in cfg.object_variations:
+            out[ov.name] = "a candidate ntuple holds no tracks and photons to vary"
     return out
 
 

@@ -19,6 +19,7 @@ from coffea import processor
 from kvv import bdt, features, histograms, selection
 from kvv import systematics as sy
 from kvv.config import AnalysisConfig, Sample
+from kvv.io import basf2
 from kvv.physics.columns import PhotonColumns, TrackColumns
 
 MC_EVENT_BRANCHES = ("mcB1Mode", "mcB2Mode", "mcq2")
@@ -42,34 +43,63 @@ class KnunuProcessor(processor.ProcessorABC):
 
     def process(self, events: ak.Array) -> dict:
         cfg = self.cfg
-        sample = cfg.sample(events.metadata["dataset"])
+        meta = dict(events.metadata)
+        sample = cfg.sample(meta["dataset"])
+        layout = cfg.format_of(sample)
+        if layout == "basf2_ntuple":
+            return self._process_candidates(meta, sample)
+        if layout == "basf2_eventbased":
+            events = basf2.eventbased_events(events, meta, cfg.input.eventbased, cfg.input.truth)
         n_events = len(events)
-        weights = np.full(n_events, float(events.metadata["weight"]))
+        weights = np.full(n_events, float(meta["weight"]))
         event_number = np.asarray(ak.to_numpy(events["__event__"]), dtype=np.int64)
         tracks, photons, truth = self.clean_objects(events)
 
         columns, passed, cutflow = self._select(events, tracks, photons, truth, event_number, weights)
-        selected_weights = weights[passed] * sy.nominal_weights(cfg.systematics, columns, sample)
-
-        out = {
-            "cutflow": {sample.name: cutflow},
-            "entries": {sample.name: np.array([n_events], dtype=np.int64)},
-        }
+        out = self._fill(meta, sample, columns, weights[passed], cutflow, n_events)
         if self.table_dir is not None:
-            out["tables"] = {sample.name: [self._write_table(self.table_dir, events, columns, selected_weights)]}
             return out
+        for shift in sy.object_shifts(cfg.systematics):
+            if sample.is_data:  # data are what they are: every variation sees the nominal
+                varied, varied_weights = columns, self._corrected(sample, columns, weights[passed])
+            else:
+                varied, varied_weights = self._shifted(shift, sample, events, tracks, photons, truth, event_number, weights)
+            self._fill_templates(out, sample, shift.name, varied, self._nominal_weights(sample, varied, varied_weights))
+        return out
 
-        booked = histograms.book(cfg)
+    def _corrected(self, sample: Sample, columns: dict[str, np.ndarray], weights: np.ndarray) -> np.ndarray:
+        return weights * sy.nominal_weights(self.cfg.systematics, columns, sample)
+
+    def _fill(self, meta: dict, sample: Sample, columns: dict, weights: np.ndarray, cutflow: dict, entries: int) -> dict:
+        """The chunk's cutflow and entries, and its feature table or its nominal, weight-varied and control histograms."""
+        selected_weights = self._corrected(sample, columns, weights)
+        out = {"cutflow": {sample.name: cutflow}, "entries": {sample.name: np.array([entries], dtype=np.int64)}}
+        if self.table_dir is not None:
+            out["tables"] = {sample.name: [self._write_table(self.table_dir, meta, columns, selected_weights)]}
+            return out
+        booked = histograms.book(self.cfg)
         self._fill_controls(booked, sample, columns, selected_weights)
         for variation, w in self._variation_weights(sample, columns, selected_weights).items():
             self._fill_templates(booked, sample, variation, columns, w)
-        for shift in sy.object_shifts(cfg.systematics):
-            if sample.is_data:  # data are what they are: every variation sees the nominal
-                varied, varied_weights = columns, selected_weights
-            else:
-                varied, varied_weights = self._shifted(shift, sample, events, tracks, photons, truth, event_number, weights)
-            self._fill_templates(booked, sample, shift.name, varied, self._nominal_weights(sample, varied, varied_weights))
         out.update(booked)
+        return out
+
+    def _process_candidates(self, meta: dict, sample: Sample) -> dict:
+        """A chunk of a basf2 candidate ntuple: the best candidate's columns per event, then the same chain.
+
+        Object variations need the objects, which an ntuple does not hold: their
+        templates get the nominal, as for data, and the run summary says so.
+        """
+        cfg = self.cfg
+        columns, n_rows = basf2.ntuple_best_candidates(meta, cfg.input.ntuple, cfg.input.truth)
+        weights = np.full(len(columns["has_kaon"]), float(meta["weight"]))
+        columns.update({name: np.full(len(weights), -1.0) for name in MC_EVENT_BRANCHES if name not in columns})
+        selected, passed, cutflow = self._select_columns(columns, weights)
+        out = self._fill(meta, sample, selected, weights[passed], cutflow, n_rows)
+        if self.table_dir is None:
+            nominal = self._nominal_weights(sample, selected, self._corrected(sample, selected, weights[passed]))
+            for shift in sy.object_shifts(cfg.systematics):
+                self._fill_templates(out, sample, shift.name, selected, nominal)
         return out
 
     def clean_objects(self, events: ak.Array) -> tuple[TrackColumns, PhotonColumns, dict[str, np.ndarray]]:
@@ -92,6 +122,11 @@ class KnunuProcessor(processor.ProcessorABC):
         if cfg.systematics.kaon_pid:
             columns.update(sy.kaon_pid_inputs(tracks, columns["kaon_index"], truth["track_mcPDG"]))
 
+        return self._select_columns(columns, weights)
+
+    def _select_columns(self, columns: dict[str, np.ndarray], weights: np.ndarray) -> tuple[dict, np.ndarray, dict]:
+        """The preselection and the BDT scores on per-event columns, with the cutflow."""
+        cfg = self.cfg
         cutflow = {"entries read": selection.cutflow_row(np.ones(len(weights), dtype=bool), weights)}
         passed = np.ones(len(weights), dtype=bool)
         for step, mask in selection.preselection_steps(columns, cfg.preselection).items():
@@ -123,7 +158,7 @@ class KnunuProcessor(processor.ProcessorABC):
         if isinstance(shift.variation, sy.TrackingEfficiencyVariation):
             varied_truth = keep_track_truth(truth, sy.track_keep_mask(shift.variation, tracks, event_number))
         columns, passed, _ = self._select(events, varied_tracks, varied_photons, varied_truth, event_number, weights)
-        return columns, weights[passed] * sy.nominal_weights(self.cfg.systematics, columns, sample)
+        return columns, self._corrected(sample, columns, weights[passed])
 
     def _nominal_weights(self, sample: Sample, columns: dict[str, np.ndarray], weights: np.ndarray) -> np.ndarray:
         """Continuum MC carries its BDTc weight in the nominal."""
@@ -175,9 +210,8 @@ class KnunuProcessor(processor.ProcessorABC):
             in_region = {a.variable: columns[a.variable][mask] for a in region.axes}
             histograms.fill_template(booked["templates"][region.name], region, sample.name, variation, in_region, weights[mask])
 
-    def _write_table(self, table_dir: Path, events: ak.Array, columns: dict[str, np.ndarray], weights: np.ndarray) -> str:
+    def _write_table(self, table_dir: Path, meta: dict, columns: dict[str, np.ndarray], weights: np.ndarray) -> str:
         """Write the preselected events' features as parquet; returns the file path."""
-        meta = events.metadata
         name = f"{meta['dataset']}_{Path(meta['filename']).stem}_{meta['entrystart']}_{meta['entrystop']}.parquet"
         path = table_dir / name
         table = pd.DataFrame(columns)

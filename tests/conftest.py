@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from slurm_setup import slurm  # noqa: F401  (session fixture shared by the SLURM tests)
 
+from kvv import histograms
 from kvv.config import ANALYSIS_CONFIG_DIR, load_config
+from kvv.run import main
 
 SMALL_EVENTS = {"signal": 6000, "charged": 6000, "mixed": 6000, "kstar0nunu": 6000, "kstarpnunu": 6000, "jpsik": 2000, "data_jpsik": 2000}
 SMALL_DEFAULT = 3000
@@ -87,3 +90,37 @@ def small_kstar_analysis(tmp_path_factory) -> Path:
 def small_analysis(tmp_path_factory) -> Path:
     """Path of a small analysis YAML whose samples exist on disk."""
     return _write_and_generate(tmp_path_factory.mktemp("small_analysis"), small_config_dict)
+
+
+@pytest.fixture(scope="session")
+def trained(small_analysis, tmp_path_factory) -> tuple[Path, Path]:
+    """(config, outputs) of the small analysis with its BDTs trained once."""
+    outputs = tmp_path_factory.mktemp("outputs")
+    assert (
+        main(["--config", str(small_analysis), "--stage", "train", "--executor", "iterative", "--outputs", str(outputs), "--no-progress"])
+        == 0
+    )
+    return small_analysis, outputs
+
+
+def process_stage(config: Path, outputs: Path, *extra: str) -> dict:
+    args = ["--config", str(config), "--stage", "process", "--outputs", str(outputs), "--no-progress", *extra]
+    assert main(args) == 0
+    cfg = load_config(config)
+    return histograms.load_pickle(outputs / cfg.name / "histograms.pkl")
+
+
+def assert_identical_histograms(a: dict, b: dict) -> None:
+    for group in ("templates", "controls"):
+        assert a[group].keys() == b[group].keys()
+        for name in a[group]:
+            va, vb = a[group][name].view(flow=True), b[group][name].view(flow=True)
+            np.testing.assert_array_equal(va["value"] != 0, vb["value"] != 0, err_msg=f"{group}/{name}")
+            np.testing.assert_allclose(va["value"], vb["value"], rtol=1e-12, atol=0, err_msg=f"{group}/{name}")
+            np.testing.assert_allclose(va["variance"], vb["variance"], rtol=1e-12, atol=0, err_msg=f"{group}/{name}")
+
+
+@pytest.fixture(scope="session")
+def reference(trained) -> dict:
+    config, outputs = trained
+    return process_stage(config, outputs, "--executor", "iterative", "--chunksize", "4000")

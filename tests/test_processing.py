@@ -9,48 +9,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import uproot
+from conftest import assert_identical_histograms as _assert_identical
+from conftest import process_stage as _process
 
-from kvv import eventformat, histograms
+from kvv import eventformat
 from kvv.config import load_config
 from kvv.physics.beams import Beams
 from kvv.run import main
 from kvv.simulate.writer import branch_types
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="session")
-def trained(small_analysis, tmp_path_factory) -> tuple[Path, Path]:
-    """(config, outputs) of the small analysis with its BDTs trained once."""
-    outputs = tmp_path_factory.mktemp("outputs")
-    assert (
-        main(["--config", str(small_analysis), "--stage", "train", "--executor", "iterative", "--outputs", str(outputs), "--no-progress"])
-        == 0
-    )
-    return small_analysis, outputs
-
-
-def _process(config: Path, outputs: Path, *extra: str) -> dict:
-    args = ["--config", str(config), "--stage", "process", "--outputs", str(outputs), "--no-progress", *extra]
-    assert main(args) == 0
-    cfg = load_config(config)
-    return histograms.load_pickle(outputs / cfg.name / "histograms.pkl")
-
-
-def _assert_identical(a: dict, b: dict) -> None:
-    for group in ("templates", "controls"):
-        assert a[group].keys() == b[group].keys()
-        for name in a[group]:
-            va, vb = a[group][name].view(flow=True), b[group][name].view(flow=True)
-            np.testing.assert_array_equal(va["value"] != 0, vb["value"] != 0, err_msg=f"{group}/{name}")
-            np.testing.assert_allclose(va["value"], vb["value"], rtol=1e-12, atol=0, err_msg=f"{group}/{name}")
-            np.testing.assert_allclose(va["variance"], vb["variance"], rtol=1e-12, atol=0, err_msg=f"{group}/{name}")
-
-
-@pytest.fixture(scope="session")
-def reference(trained) -> dict:
-    config, outputs = trained
-    return _process(config, outputs, "--executor", "iterative", "--chunksize", "4000")
 
 
 def test_reference_run_fills_templates_and_counts_every_entry(trained, reference):

@@ -17,6 +17,7 @@ from kvv.config.base import ConfigError
 from kvv.config.base import Strict as _Strict
 from kvv.config.bdt import BDTConfig
 from kvv.config.fit import FitSettings
+from kvv.config.inputs import Format, InputSettings
 from kvv.config.reconstruction import Binning, JpsiKCuts, KstarCuts
 from kvv.config.systematics import SystematicsConfig
 from kvv.eventformat import TREE_NAME, Process
@@ -45,9 +46,15 @@ class Sample(_Strict):
     template: str  # name of the fit template (signal or background type) it fills
     resonance: Literal["on", "off"] = "on"
     is_data: bool = False
-    files: list[str] = Field(default_factory=list)  # empty: generated into simulation.directory
+    # ROOT files, globs, directories (their *.root) or URLs uproot opens (root://...); empty: generated
+    files: list[str] = Field(default_factory=list)
+    format: Format | None = None  # file layout; None: input.format
     events: int = Field(default=0, ge=0)  # events to generate when files are missing
     cross_section_nb: float | None = Field(default=None, ge=0)  # None: from file metadata
+    # MC without kvv metadata (a basf2 skim has fewer entries than events generated): the events generated
+    # into all its files, with cross_section_nb; or the luminosity they are equivalent to
+    generated_events: int | None = Field(default=None, gt=0)
+    luminosity_fb: float | None = Field(default=None, gt=0)
     tune: dict[str, float] = Field(default_factory=dict)  # generator tune (pseudo-data)
 
     @field_validator("process")
@@ -62,6 +69,12 @@ class Sample(_Strict):
     def _files_or_events(self) -> Sample:
         if not self.files and self.events == 0:
             raise ValueError("a sample needs 'files' or a number of 'events' to generate")
+        if not self.files and self.format not in (None, "kvv"):
+            raise ValueError(f"format {self.format!r} needs 'files': kvv generates its own layout only")
+        if self.generated_events is not None and self.luminosity_fb is not None:
+            raise ValueError("give generated_events (with cross_section_nb) or luminosity_fb, not both")
+        if self.is_data and (self.generated_events is not None or self.luminosity_fb is not None):
+            raise ValueError("data weigh 1: generated_events and luminosity_fb are for MC")
         return self
 
     @property
@@ -205,7 +218,8 @@ class AnalysisConfig(_Strict):
 
     name: str
     description: str = ""
-    tree: str = TREE_NAME
+    tree: str = TREE_NAME  # the tree of the kvv layout
+    input: InputSettings = InputSettings()
     luminosity: Luminosity
     # the coffea processor of processors/ that fills this analysis's histograms
     processor: Literal["knunu", "kstar"] = "knunu"
@@ -269,6 +283,10 @@ class AnalysisConfig(_Strict):
             if s.name == name:
                 return s
         raise ConfigError(f"no sample named {name!r} in analysis {self.name!r}")
+
+    def format_of(self, sample: Sample) -> Format:
+        """The file layout of a sample: its own ``format``, else the analysis's ``input.format``."""
+        return sample.format or self.input.format
 
     def hash(self) -> str:
         """sha256 of the canonical JSON form: identifies models and outputs made from it."""

@@ -1,4 +1,4 @@
-"""The configuration reference, rendered from the schemas: ``python -m kvv.config.reference``.
+"""The configuration reference, rendered from the schemas: ``python -m kvv.config.reference analysis_config/README.md``.
 
 One table per schema reachable from :class:`~kvv.config.AnalysisConfig` (and the
 SLURM settings), each key with its type, default and description. The
@@ -10,8 +10,10 @@ from __future__ import annotations
 import enum
 import inspect
 import re
+import sys
 import types
 import typing
+from pathlib import Path
 
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
@@ -106,5 +108,15 @@ def markdown() -> str:
     return "\n".join(lines)
 
 
+def write(readme: Path) -> None:
+    """Replace everything after the ``## Reference`` heading of ``readme`` by the reference."""
+    head = readme.read_text().split("## Reference\n")[0]
+    readme.write_text(f"{head}## Reference\n\n{markdown()}")
+
+
 if __name__ == "__main__":
-    print(markdown())
+    # python -m kvv.config.reference [analysis_config/README.md]: print, or rewrite that file's reference
+    if len(sys.argv) > 1:
+        write(Path(sys.argv[1]))
+    else:
+        print(markdown())

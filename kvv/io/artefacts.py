@@ -37,6 +37,9 @@ class SampleRecord(BaseModel):
     entries_processed: int
     weight: float | None  # per-event normalisation weight; None: no usable file
     skipped_files: list[dict[str, Any]]
+    format: str = "kvv"  # the file layout
+    # variations the sample cannot carry (its templates are the nominal there), with the reason
+    skipped_variations: dict[str, str] = {}
 
 
 def plain(value: Any) -> Any:  # noqa: PLR0911 - one return per kind of value converted

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +18,7 @@ import uproot
 
 from kvv import eventformat
 from kvv.config import AnalysisConfig, Sample
+from kvv.io import basf2
 from kvv.io.artefacts import Role
 from kvv.io.samplefiles import sample_file_paths
 
@@ -69,6 +70,8 @@ class SampleInputs:
         """
         if not self.files or self.is_recorded_data:
             return 1.0
+        if self.sample.luminosity_fb is not None:
+            return target_lumi_fb / self.sample.luminosity_fb
         xsec = self.sample.cross_section_nb
         if xsec is None:
             known = {f.cross_section_nb for f in self.files}
@@ -79,12 +82,16 @@ class SampleInputs:
                     f"the files' metadata disagree or lack it ({sorted(map(str, known))})"
                 )
             xsec = agreed
-        n_generated = sum(f.n_generated for f in self.files)
+        n_generated = self.sample.generated_events or sum(f.n_generated for f in self.files)
         return xsec * FB_PER_NB * target_lumi_fb / n_generated
 
 
-def inspect_file(path: str, tree: str, branches: Iterable[str]) -> InputFile:
-    """Open one file and check tree, branches and entries; raises InputError."""
+def inspect_file(path: str, tree: str, branches: Iterable[str], check: Callable[[], int] | None = None) -> InputFile:
+    """Open one file and check tree, branches and entries; raises InputError.
+
+    ``check`` replaces the tree and branch checks for basf2 layouts: it returns the
+    entries or raises :class:`~kvv.io.basf2.Basf2InputError`.
+    """
     if not Path(path).exists() and "://" not in path:
         raise InputError(f"{path}: file does not exist")
     try:
@@ -97,6 +104,14 @@ def inspect_file(path: str, tree: str, branches: Iterable[str]) -> InputFile:
         size = Path(path).stat().st_size if Path(path).exists() else None
         if size is not None and size < f.file.fEND:
             raise InputError(f"{path}: truncated ROOT file ({size} of {f.file.fEND} bytes)")
+        if check is not None:
+            try:
+                entries = check()
+            except basf2.Basf2InputError as exc:
+                raise InputError(str(exc)) from None
+            if entries == 0:
+                raise InputError(f"{path}: tree {tree!r} is empty")
+            return InputFile(path=path, entries=entries, n_generated=entries, cross_section_nb=None)
         if tree not in f:
             raise InputError(f"{path}: no TTree named {tree!r}")
         t = f[tree]
@@ -120,6 +135,26 @@ def inspect_file(path: str, tree: str, branches: Iterable[str]) -> InputFile:
 REQUIRED_BRANCHES = eventformat.all_branches(mc=False)  # MC truth is optional everywhere
 
 
+def tree_of(cfg: AnalysisConfig, sample: Sample) -> str:
+    """The tree the processors iterate over: kvv's one tree, the track list's or the candidate ntuple's."""
+    layout = cfg.format_of(sample)
+    if layout == "basf2_eventbased":
+        return cfg.input.eventbased.tracks_tree
+    if layout == "basf2_ntuple":
+        return cfg.input.ntuple.tree
+    return cfg.tree
+
+
+def _basf2_check(cfg: AnalysisConfig, sample: Sample, path: str) -> Callable[[], int] | None:
+    mc, truth = not sample.is_data, cfg.input.truth
+    layout = cfg.format_of(sample)
+    if layout == "basf2_eventbased":
+        return lambda: basf2.check_eventbased_file(path, cfg.input.eventbased, truth, mc)
+    if layout == "basf2_ntuple":
+        return lambda: basf2.check_ntuple_file(path, cfg.input.ntuple, truth, mc)
+    return None
+
+
 def collect_inputs(
     cfg: AnalysisConfig, samples: Iterable[Sample], *, skip_bad_files: bool = False, max_files: int | None = None
 ) -> dict[str, SampleInputs]:
@@ -127,14 +162,15 @@ def collect_inputs(
     out = {}
     for sample in samples:
         inputs = SampleInputs(sample)
+        tree = tree_of(cfg, sample)
         for path in sample_file_paths(cfg, sample)[:max_files]:
             try:
-                inputs.files.append(inspect_file(path, cfg.tree, REQUIRED_BRANCHES))
+                inputs.files.append(inspect_file(path, tree, REQUIRED_BRANCHES, _basf2_check(cfg, sample, path)))
             except InputError as exc:
                 if not skip_bad_files:
                     raise
                 log.warning("skipping bad file: %s", exc)
-                inputs.skipped.append({"file": path, "reason": str(exc), "entries": _entries_or_none(path, cfg.tree)})
+                inputs.skipped.append({"file": path, "reason": str(exc), "entries": _entries_or_none(path, tree)})
         out[sample.name] = inputs
     return out
 
@@ -155,7 +191,7 @@ def fileset(inputs: dict[str, SampleInputs], cfg: AnalysisConfig) -> dict:
             continue
         lumi = cfg.luminosity.on_resonance if si.sample.resonance == "on" else cfg.luminosity.off_resonance
         out[name] = {
-            "files": {f.path: cfg.tree for f in si.files},
+            "files": {f.path: tree_of(cfg, si.sample) for f in si.files},
             "metadata": {"weight": si.weight(lumi), "resonance": si.sample.resonance, "is_data": si.sample.is_data},
         }
     return out

@@ -1,0 +1,116 @@
+"""Write kvv's simulated events the way basf2 writes ntuples, to test the basf2 readers.
+
+Follows basf2's conventions (see :mod:`kvv.io.basf2`): ``VariablesToEventBasedTree``
+files hold one tree per particle list, with ``__ncandidates__`` arrays of doubles, int
+event identifiers and NaN ``mcPDG`` without an MC match; ``VariablesToNtuple`` files
+hold one row per candidate with an unsigned 32-bit ``__event__`` and ``__candidate__``.
+Branch names are ``makeROOTCompatible`` of the basf2 variable names given.
+
+    python tests/basf2_writer.py eventbased SRC.root DST.root    # one kvv-layout file -> per-list trees
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+import awkward as ak
+import numpy as np
+import uproot
+
+from kvv import eventformat
+from kvv.config.inputs import EventBasedInput
+from kvv.io.basf2 import make_root_compatible
+
+#: event-level MC truth under basf2-style names (kvv name -> variable), as an analyst would store them with aliases
+TRUTH_VARIABLES = {"mcB1Mode": "eventExtraInfo(mcB1Mode)", "mcB2Mode": "eventExtraInfo(mcB2Mode)", "mcq2": "eventExtraInfo(mcq2)"}
+
+
+def _read(src: str) -> ak.Array:
+    with uproot.open(src) as f:
+        return f[eventformat.TREE_NAME].arrays()
+
+
+def _ids(events: ak.Array) -> dict[str, np.ndarray]:
+    n = len(events)
+    return {
+        "__experiment__": np.asarray(events["__experiment__"], dtype=np.int32),
+        "__run__": np.asarray(events["__run__"], dtype=np.int32),
+        "__event__": np.asarray(events["__event__"], dtype=np.int32),
+        "__production__": np.zeros(n, dtype=np.int32),
+    }
+
+
+def _basf2_values(values: ak.Array, field: str) -> ak.Array:
+    doubles = ak.values_astype(values, np.float64)
+    if field == "mcPDG":  # basf2: NaN without MC match, kvv: 0
+        return ak.where(doubles == 0, np.nan, doubles)
+    return doubles
+
+
+def _list_tree(out: uproot.WritableDirectory, name: str, scalars: Mapping[str, np.ndarray], candidates: ak.Array) -> None:
+    types = {k: v.dtype for k, v in scalars.items()} | {"candidates": candidates.type.content}
+    out.mktree(name, types, counter_name=lambda counted: "__ncandidates__", field_name=lambda outer, inner: inner)
+    out[name].extend({**scalars, "candidates": candidates})
+
+
+def write_eventbased(src: str, dst: str, settings: EventBasedInput = EventBasedInput(), truth: Mapping[str, str] = TRUTH_VARIABLES) -> Path:
+    """The events of a kvv-layout file as a track-list and a photon-list tree of VariablesToEventBasedTree."""
+    events = _read(src)
+    mc = "track_mcPDG" in events.fields
+    n = len(events)
+    ids = _ids(events)
+    weight = np.ones(n, dtype=np.float32)
+    event_vars = {make_root_compatible(v): np.asarray(events[k], dtype=np.float64) for k, v in settings.event.items()}
+    if mc:
+        event_vars |= {make_root_compatible(v): np.asarray(events[k], dtype=np.float64) for k, v in truth.items()}
+    lists = {
+        settings.tracks_tree: (eventformat.TRACKS, settings.tracks),
+        settings.photons_tree: (eventformat.PHOTONS, settings.photons),
+    }
+    with uproot.recreate(dst) as out:
+        for tree, (coll, variables) in lists.items():
+            fields = {
+                make_root_compatible(variable): _basf2_values(events[coll.branch(field)], field)
+                for field, variable in variables.items()
+                if coll.branch(field) in events.fields
+            }
+            scalars = {**ids, "__weight__": weight, **(event_vars if coll is eventformat.TRACKS else {})}
+            _list_tree(out, tree, scalars, ak.zip(fields))
+    return Path(dst)
+
+
+def write_ntuple(
+    dst: str,
+    ids: Mapping[str, np.ndarray],
+    candidates: Mapping[str, ak.Array],
+    tree: str = "variables",
+) -> Path:
+    """A VariablesToNtuple file: one row per candidate from per-event jagged candidate variables.
+
+    ``ids`` are the event identifiers per event; ``candidates`` map branch names to
+    jagged arrays, one list of candidate values per event (events without candidates
+    write no row, as basf2).
+    """
+    counts = ak.to_numpy(ak.num(next(iter(candidates.values()))))
+    rows = {
+        "__experiment__": np.repeat(ids["__experiment__"], counts).astype(np.int32),
+        "__run__": np.repeat(ids["__run__"], counts).astype(np.int32),
+        "__event__": np.repeat(ids["__event__"], counts).astype(np.uint32),
+        "__production__": np.zeros(int(counts.sum()), dtype=np.int32),
+        "__candidate__": ak.to_numpy(ak.flatten(ak.local_index(next(iter(candidates.values()))))).astype(np.int32),
+        "__ncandidates__": np.repeat(counts, counts).astype(np.int32),
+        "__weight__": np.ones(int(counts.sum()), dtype=np.float64),
+    }
+    rows |= {name: ak.to_numpy(ak.flatten(values)).astype(np.float64) for name, values in candidates.items()}
+    with uproot.recreate(dst) as out:
+        out.mktree(tree, {k: v.dtype for k, v in rows.items()})
+        out[tree].extend(rows)
+    return Path(dst)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 4 or sys.argv[1] != "eventbased":
+        sys.exit(__doc__)
+    print(write_eventbased(sys.argv[2], sys.argv[3]))

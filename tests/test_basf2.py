@@ -1,0 +1,310 @@
+"""basf2 inputs: kvv's own events written in basf2's layouts give kvv's histograms.
+
+The small analysis's MC is written as ``VariablesToEventBasedTree`` per-list trees and
+as a ``VariablesToNtuple`` candidate ntuple (tests/basf2_writer.py); processed through
+the basf2 readers, it must fill the same histograms as the same events in kvv's layout.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import awkward as ak
+import numpy as np
+import pytest
+import uproot
+import yaml
+from basf2_writer import TRUTH_VARIABLES, write_eventbased, write_ntuple
+from coffea.nanoevents import NanoEventsFactory
+from conftest import assert_identical_histograms, process_stage
+
+from kvv import eventformat, systematics
+from kvv.config import load_config
+from kvv.io.basf2 import make_root_compatible, ntuple_event_ranges
+from kvv.io.samplefiles import sample_file_paths
+from kvv.io.schema import Belle2Schema
+from kvv.run import main
+from processors.knunu import KnunuProcessor
+
+# framework/tests/make_root_compatible.cc of basf2: input -> branch name
+BASF2_VECTORS = {
+    "": "",
+    "test": "test",
+    "test213": "test213",
+    "test_23": "test_23",
+    "test(23)": "test__bo23__bc",
+    "test[23]": "test__so23__sc",
+    "test{23}": "test__co23__cc",
+    "test(e+:gamma, M < 3)": "test__boe__pl__clgamma__cm__spM__sp__st__sp3__bc",
+    ":() (),": "__cl__bo__bc__sp__bo__bc__cm",
+    "c:()b (),a": "c__cl__bo__bcb__sp__bo__bc__cma",
+    "c:(,+8951aBZWVZUEOH_Rhtnsq)b (),a": "c__cl__bo__cm__pl8951aBZWVZUEOH_Rhtnsq__bcb__sp__bo__bc__cma",
+    "foo(bar,-0.123, 94)": "foo__bobar__cm__mi0__pt123__cm__sp94__bc",
+}
+
+# basf2-style names of some of kvv's columns in a candidate ntuple; the others keep kvv's name as alias
+NTUPLE_NAMES = {
+    "roe_energy": "roeE(cleanMask)",
+    "roe_p": "roeP(cleanMask)",
+    "roe_mbc": "roeMbc(cleanMask)",
+    "roe_delta_e": "roeDeltae(cleanMask)",
+    "kaon_pt": "kaonPt",
+    "q2_rec": "useCMSFrame(q2Rec)",
+}
+
+
+@pytest.mark.parametrize(("variable", "branch"), BASF2_VECTORS.items())
+def test_make_root_compatible_matches_basf2(variable, branch):
+    assert make_root_compatible(variable) == branch
+
+
+def test_make_root_compatible_drops_other_characters():
+    assert make_root_compatible("useCMSFrame(p)") == "useCMSFrame__bop__bc"
+    assert make_root_compatible("roeE(cleanMask)") == "roeE__bocleanMask__bc"
+    assert make_root_compatible("pé") == "p"
+
+
+def test_ntuple_event_ranges_keep_events_whole():
+    # three events of 2, 3 and 1 candidates; chunks of 2 rows
+    candidate = np.array([0, 1, 0, 1, 2, 0])
+    ncand = np.array([2, 2, 3, 3, 3, 1])
+    ranges = [ntuple_event_ranges(candidate[a:b], ncand[a:b], a, b, 6) for a, b in ((0, 2), (2, 4), (4, 6))]
+    assert ranges == [(0, 2), (2, 5), (5, 6)]
+    rows = sum(b - a for a, b in ranges)
+    assert rows == 6, "every row belongs to exactly one chunk"
+
+
+def _mc_samples(cfg) -> list:
+    return [s for s in cfg.samples if not s.is_data]
+
+
+def _metadata(path: str) -> dict:
+    with uproot.open(path) as f:
+        return json.loads(str(f[eventformat.METADATA_KEY]))
+
+
+def _basf2_config(small_analysis: Path, directory: Path, layout: str, files: dict[str, list[str]], **input_settings) -> Path:
+    """The small analysis with its MC in basf2 files (its data stay in kvv's layout)."""
+    raw = yaml.safe_load(small_analysis.read_text())
+    cfg = load_config(small_analysis)
+    for entry in raw["samples"]:
+        sample = cfg.sample(entry["name"])
+        if sample.is_data:
+            continue
+        meta = _metadata(sample_file_paths(cfg, sample)[0])
+        entry.update(files=files[sample.name], format=layout, generated_events=sample.events, cross_section_nb=meta["cross_section_nb"])
+    raw["input"] = {"truth": dict(TRUTH_VARIABLES), **input_settings}
+    path = directory / f"{layout}.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+@pytest.fixture(scope="module")
+def eventbased(small_analysis, tmp_path_factory) -> Path:
+    directory = tmp_path_factory.mktemp("eventbased")
+    cfg = load_config(small_analysis)
+    files = {}
+    for sample in _mc_samples(cfg):
+        files[sample.name] = [
+            str(write_eventbased(p, str(directory / f"{sample.name}_{k}.root"))) for k, p in enumerate(sample_file_paths(cfg, sample))
+        ]
+    return _basf2_config(small_analysis, directory, "basf2_eventbased", files)
+
+
+def _ntuple_of(cfg, src: str, dst: str) -> tuple[Path, dict[str, str]]:
+    """One row per cleaned track: the kaon candidate's row holds kvv's columns, the others shifted values."""
+    events = NanoEventsFactory.from_root({src: "events"}, schemaclass=Belle2Schema, mode="eager").events()
+    proc = KnunuProcessor(cfg)
+    tracks, photons, truth = proc.clean_objects(events)
+    columns = proc.event_columns(events, tracks, photons, truth)
+    columns.update(systematics.kaon_pid_inputs(tracks, columns["kaon_index"], truth["track_mcPDG"]))
+    kaon = columns.pop("kaon_index")
+    columns.pop("has_kaon")
+    counts = np.diff(tracks.offsets)
+    index = ak.local_index(ak.unflatten(np.zeros(int(counts.sum())), counts))
+    chosen = index == kaon[:, None]
+    names = {col: NTUPLE_NAMES.get(col, col) for col in columns}
+    candidates = {}
+    for col, values in columns.items():
+        per_event = ak.broadcast_arrays(np.asarray(values, dtype=np.float64)[:, None], index)[0]
+        candidates[make_root_compatible(names[col])] = ak.where(chosen, per_event, per_event + 1.0)
+    for name, variable in TRUTH_VARIABLES.items():
+        candidates[make_root_compatible(variable)] = ak.broadcast_arrays(truth[name][:, None], index)[0]
+    candidates["pt"] = ak.unflatten(np.hypot(tracks.px, tracks.py), counts)
+    candidates["nPXDHits"] = ak.unflatten(tracks.n_pxd_hits.astype(np.float64), counts)
+    ids = {name: np.asarray(events[name]) for name in ("__experiment__", "__run__", "__event__")}
+    return write_ntuple(dst, ids, candidates), names
+
+
+@pytest.fixture(scope="module")
+def ntuple(small_analysis, tmp_path_factory) -> Path:
+    directory = tmp_path_factory.mktemp("ntuple")
+    cfg = load_config(small_analysis)
+    files, names = {}, {}
+    for sample in _mc_samples(cfg):
+        files[sample.name] = []
+        for k, p in enumerate(sample_file_paths(cfg, sample)):
+            path, names = _ntuple_of(cfg, p, str(directory / f"{sample.name}_{k}.root"))
+            files[sample.name].append(str(path))
+    return _basf2_config(small_analysis, directory, "basf2_ntuple", files, ntuple={"columns": names})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("chunksize", ["1500", "4000"])
+def test_eventbased_files_give_kvvs_histograms(trained, reference, eventbased, chunksize, tmp_path):
+    _, outputs = trained
+    shutil.copytree(outputs, tmp_path / "outputs")  # the same trained models
+    result = process_stage(eventbased, tmp_path / "outputs", "--executor", "dask", "--workers", "2", "--chunksize", chunksize)
+    assert_identical_histograms(reference, result)
+    summary = json.loads((tmp_path / "outputs" / load_config(eventbased).name / "summary.json").read_text())
+    for sample in _mc_samples(load_config(eventbased)):
+        record = summary["samples"][sample.name]
+        assert record["format"] == "basf2_eventbased"
+        assert record["entries_processed"] == record["entries_in_files"] == sample.events
+        assert record["skipped_variations"] == {}
+
+
+@pytest.mark.slow
+def test_ntuple_best_candidate_gives_kvvs_histograms(trained, reference, ntuple, tmp_path):
+    _, outputs = trained
+    shutil.copytree(outputs, tmp_path / "outputs")
+    # chunks of 700 rows cut through events: each event must still be read whole, once
+    result = process_stage(ntuple, tmp_path / "outputs", "--executor", "futures", "--workers", "2", "--chunksize", "700")
+    cfg = load_config(ntuple)
+    objects = {v.name for v in cfg.systematics.object_variations}
+    mc = [s.name for s in _mc_samples(cfg)]
+    compared = 0
+    for name, h in reference["templates"].items():
+        other = result["templates"][name]
+        for variation in h.axes["variation"]:
+            if any(variation.startswith(f"{o}_") for o in objects):
+                continue  # object variations need objects: the ntuple's templates carry the nominal
+            for sample in mc:
+                a = h[{"dataset": sample, "variation": variation}].view(flow=True)
+                b = other[{"dataset": sample, "variation": variation}].view(flow=True)
+                where = f"{name}/{sample}/{variation}"
+                np.testing.assert_array_equal(a["value"] != 0, b["value"] != 0, err_msg=where)
+                np.testing.assert_allclose(a["value"], b["value"], rtol=1e-12, atol=0, err_msg=where)
+                np.testing.assert_allclose(a["variance"], b["variance"], rtol=1e-12, atol=0, err_msg=where)
+                compared += 1
+    for name, h in reference["controls"].items():
+        for sample in mc:
+            a, b = h[{"dataset": sample}].values(flow=True), result["controls"][name][{"dataset": sample}].values(flow=True)
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=0, err_msg=f"controls/{name}/{sample}")
+    assert compared > 100
+    assert reference["templates"]["SR"][{"dataset": "signal", "variation": "nominal"}].values().sum() > 0
+    summary = json.loads((tmp_path / "outputs" / cfg.name / "summary.json").read_text())
+    record = summary["samples"]["charged"]
+    assert record["entries_processed"] == record["entries_in_files"]  # rows
+    assert set(record["skipped_variations"]) == objects
+
+
+def _run_one_line_error(config: Path, tmp_path: Path, capsys, *extra: str) -> str:
+    code = main(
+        [
+            "--config",
+            str(config),
+            "--stage",
+            "process",
+            "--outputs",
+            str(tmp_path / "out"),
+            "--no-progress",
+            "--executor",
+            "iterative",
+            *extra,
+        ]
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1, err
+    return err[0]
+
+
+def _with(config: Path, tmp_path: Path, change) -> Path:
+    raw = yaml.safe_load(config.read_text())
+    change(raw)
+    path = tmp_path / "changed.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+@pytest.mark.slow
+def test_bad_basf2_inputs_are_one_line(eventbased, ntuple, tmp_path, capsys):
+    cfg = load_config(eventbased)
+    signal = cfg.sample("signal").files[0]
+    # a tree name that is not there
+    wrong_tree = _with(eventbased, tmp_path, lambda raw: raw["input"].update(eventbased={"tracks_tree": "pions"}))
+    line = _run_one_line_error(wrong_tree, tmp_path, capsys)
+    assert signal in line and "no tree 'pions'" in line and "photons, tracks" in line
+    # a mapped variable that is not there, with the closest branch names
+    wrong_var = _with(eventbased, tmp_path, lambda raw: raw["input"].update(eventbased={"tracks": {"kaonID": "kaonId"}}))
+    line = _run_one_line_error(wrong_var, tmp_path, capsys)
+    assert signal in line and "'kaonId'" in line and "closest: kaonID" in line
+    # per-list trees whose event numbers disagree
+    broken = tmp_path / "mismatched.root"
+    with uproot.open(signal) as f:
+        tracks, photons = f["tracks"].arrays(), f["photons"].arrays()
+    photons["__event__"] = photons["__event__"] + (np.arange(len(photons)) >= 10)
+    with uproot.recreate(broken) as out:
+        for name, arrays in (("tracks", tracks), ("photons", photons)):
+            scalars = {k: ak.to_numpy(arrays[k]) for k in arrays.fields if arrays[k].ndim == 1 and k != "__ncandidates__"}
+            cands = ak.zip({k: arrays[k] for k in arrays.fields if arrays[k].ndim == 2})
+            out.mktree(
+                name,
+                {**{k: v.dtype for k, v in scalars.items()}, "c": cands.type.content},
+                counter_name=lambda c: "__ncandidates__",
+                field_name=lambda o, i: i,
+            )
+            out[name].extend({**scalars, "c": cands})
+    mismatched = _with(eventbased, tmp_path, lambda raw: raw["samples"][0].update(files=[str(broken)]))
+    line = _run_one_line_error(mismatched, tmp_path, capsys)
+    assert str(broken) in line and "disagree in __event__ from entry 10" in line
+    # --skip-bad-files accounts for the skipped file's entries
+    code = main(
+        [
+            "--config",
+            str(mismatched),
+            "--stage",
+            "process",
+            "--outputs",
+            str(tmp_path / "skip"),
+            "--no-progress",
+            "--executor",
+            "iterative",
+            "--skip-bad-files",
+        ]
+    )
+    assert code == 0
+    summary = json.loads((tmp_path / "skip" / cfg.name / "summary.json").read_text())
+    skipped = summary["samples"][cfg.samples[0].name]["skipped_files"]
+    assert [s["file"] for s in skipped] == [str(broken)] and skipped[0]["entries"] == len(tracks)
+    # a candidate ntuple without __candidate__
+    rows = tmp_path / "no_candidate.root"
+    with uproot.open(load_config(ntuple).sample("signal").files[0]) as f:
+        table = f["variables"].arrays(library="np")
+    with uproot.recreate(rows) as out:
+        kept = {k: v for k, v in table.items() if k != "__candidate__"}
+        out.mktree("variables", {k: v.dtype for k, v in kept.items()})
+        out["variables"].extend(kept)
+    no_candidate = _with(ntuple, tmp_path, lambda raw: raw["samples"][0].update(files=[str(rows)]))
+    line = _run_one_line_error(no_candidate, tmp_path, capsys)
+    assert str(rows) in line and "no branch '__candidate__'" in line
+
+
+@pytest.mark.slow
+def test_files_accept_globs_and_directories(eventbased, tmp_path, capsys):
+    cfg = load_config(eventbased)
+    directory = Path(cfg.sample("signal").files[0]).parent
+    globbed = _with(
+        eventbased,
+        tmp_path,
+        lambda raw: raw["samples"][0].update(files=[str(directory / "signal_*.root"), str(directory / "signal_0.root")]),
+    )
+    assert sample_file_paths(load_config(globbed), load_config(globbed).samples[0]) == sorted(
+        str(p) for p in directory.glob("signal_*.root")
+    )
+    none = _with(eventbased, tmp_path, lambda raw: raw["samples"][0].update(files=[str(directory / "nothing_*.root")]))
+    line = _run_one_line_error(none, tmp_path, capsys)
+    assert "nothing_*.root" in line and "matches no file" in line
