@@ -269,6 +269,18 @@ def _fit_mbc_peaks(mbc: hist.Hist, names: tuple[str, ...]) -> dict:
     return peaks
 
 
+def check_ntuple_columns(cfg: AnalysisConfig) -> None:
+    """A candidate ntuple must map every column the chain reads: ConfigError listing the ones it lacks."""
+    if not any(cfg.format_of(s) == "basf2_ntuple" for s in cfg.all_samples):
+        return
+    missing = sorted(processor_class(cfg).columns_needed(cfg) - set(cfg.input.ntuple.columns))
+    if missing:
+        raise ConfigError(
+            f"analysis {cfg.name!r}: input.ntuple.columns lacks {len(missing)} column(s) the analysis reads "
+            f"(features, preselection, regions, controls, systematics), which kvv does not compute from an ntuple: {', '.join(missing)}"
+        )
+
+
 def stage_fit(cfg: AnalysisConfig, args: argparse.Namespace, out: Path) -> dict:
     """Fit the analysis's merged templates, or the pyhf workspace of ``--workspace`` with the config's inference settings."""
     if args.workspace is not None:
@@ -282,8 +294,9 @@ def _sample_record(cfg: AnalysisConfig, si: inputs.SampleInputs, output: dict, f
     skipped: dict[str, str] = {}
     if not si.sample.is_data and layout != "kvv":  # kvv's own MC files carry all the truth
         skipped = systematics.unavailable(cfg.systematics, cfg.input.truth, objects=layout != "basf2_ntuple")
-    for name, reason in skipped.items():
-        log.warning("sample %s: variation %s left at the nominal: %s", si.sample.name, name, reason)
+    for reason in sorted(set(skipped.values())):
+        names = [name for name, why in skipped.items() if why == reason]
+        log.warning("sample %s: variations %s left at the nominal: %s", si.sample.name, ", ".join(names), reason)
     return SampleRecord(
         role=si.role(cfg.fit.signal_template),
         template=si.sample.template,
@@ -305,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("pyhf").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     try:
         cfg = load_config(args.config)
+        check_ntuple_columns(cfg)
         if args.workspace is not None:
             out = args.outputs / args.workspace.stem
             out.mkdir(parents=True, exist_ok=True)

@@ -35,6 +35,24 @@ class KnunuProcessor(processor.ProcessorABC):
     """
 
     candidate_step = "kaon candidate"
+    #: the columns the BDT scoring adds
+    score_columns = frozenset({"bdt1", "bdt2", "eta_bdt2", "continuum_weight"})
+
+    @classmethod
+    def columns_needed(cls, cfg: AnalysisConfig) -> set[str]:
+        """The per-event columns the chain reads after the kernels: what a candidate ntuple must map."""
+        need = {*cfg.features, "n_tracks", "theta_miss", "e_visible_cms"}
+        if cfg.bdt is not None:
+            need |= {*cfg.bdt.bdt1.features, *cfg.bdt.bdt2.features, *(c for cuts in cfg.bdt.categories.values() for c in cuts)}
+            if cfg.bdt.continuum is not None:
+                need |= set(cfg.bdt.continuum.features)
+        for region in cfg.regions:
+            need |= {*region.cuts, *(a.variable for a in region.axes)}
+        for control in cfg.controls:
+            need |= {control.variable, *control.cuts, *([control.split_by] if control.split_by else [])}
+        if cfg.systematics.kaon_pid:
+            need |= {"kaon_p_lab", "kaon_cos_theta_lab", "kaon_mc_pdg", "kaon_kaon_id"}
+        return need - cls.score_columns
 
     def __init__(self, cfg: AnalysisConfig, *, model_dir: Path | None = None, table_dir: Path | None = None):
         self.cfg = cfg
@@ -91,7 +109,7 @@ class KnunuProcessor(processor.ProcessorABC):
         templates get the nominal, as for data, and the run summary says so.
         """
         cfg = self.cfg
-        columns, n_rows = basf2.ntuple_best_candidates(meta, cfg.input.ntuple, cfg.input.truth)
+        columns, n_rows = basf2.ntuple_best_candidates(meta, cfg.input.ntuple, {} if sample.is_data else cfg.input.truth)
         weights = np.full(len(columns["has_kaon"]), float(meta["weight"]))
         columns.update({name: np.full(len(weights), -1.0) for name in MC_EVENT_BRANCHES if name not in columns})
         selected, passed, cutflow = self._select_columns(columns, weights)

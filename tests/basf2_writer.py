@@ -6,22 +6,32 @@ event identifiers and NaN ``mcPDG`` without an MC match; ``VariablesToNtuple`` f
 hold one row per candidate with an unsigned 32-bit ``__event__`` and ``__candidate__``.
 Branch names are ``makeROOTCompatible`` of the basf2 variable names given.
 
-    python tests/basf2_writer.py eventbased SRC.root DST.root    # one kvv-layout file -> per-list trees
+    python tests/basf2_writer.py example basf2_eventbased          # the files of a shipped example analysis
+    python tests/basf2_writer.py eventbased SRC.root DST.root       # one kvv-layout file -> per-list trees
 """
 
 from __future__ import annotations
 
 import sys
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
 import awkward as ak
 import numpy as np
 import uproot
+from coffea.nanoevents import NanoEventsFactory
 
-from kvv import eventformat
+from kvv import eventformat, systematics
+from kvv.config import AnalysisConfig, load_config
 from kvv.config.inputs import EventBasedInput
+from kvv.eventformat import Process
 from kvv.io.basf2 import make_root_compatible
+from kvv.io.samplefiles import sample_seed
+from kvv.io.schema import Belle2Schema
+from kvv.physics.beams import SQRT_S_OFF_RESONANCE, SQRT_S_ON_RESONANCE, Beams
+from kvv.simulate import generate_sample
+from processors.knunu import KnunuProcessor
 
 #: event-level MC truth under basf2-style names (kvv name -> variable), as an analyst would store them with aliases
 TRUTH_VARIABLES = {"mcB1Mode": "eventExtraInfo(mcB1Mode)", "mcB2Mode": "eventExtraInfo(mcB2Mode)", "mcq2": "eventExtraInfo(mcq2)"}
@@ -110,7 +120,63 @@ def write_ntuple(
     return Path(dst)
 
 
+def ntuple_from_kvv(cfg: AnalysisConfig, src: str, dst: str, names: Mapping[str, str]) -> Path:
+    """One row per cleaned track: the kaon candidate's row holds kvv's columns, the other rows shifted values.
+
+    ``names`` maps kvv's columns to the basf2 variables (or aliases) they are stored under;
+    a row's ``pt`` and ``nPXDHits`` are its track's, as the best-candidate rank reads them.
+    """
+    events = NanoEventsFactory.from_root({src: eventformat.TREE_NAME}, schemaclass=Belle2Schema, mode="eager").events()
+    proc = KnunuProcessor(cfg)
+    tracks, photons, truth = proc.clean_objects(events)
+    columns = proc.event_columns(events, tracks, photons, truth)
+    columns.update(systematics.kaon_pid_inputs(tracks, columns["kaon_index"], truth["track_mcPDG"]))
+    counts = np.diff(tracks.offsets)
+    index = ak.local_index(ak.unflatten(np.zeros(int(counts.sum())), counts))
+    chosen = index == columns["kaon_index"][:, None]
+    candidates = {}
+    for col, variable in names.items():
+        per_event = ak.broadcast_arrays(np.asarray(columns[col], dtype=np.float64)[:, None], index)[0]
+        candidates[make_root_compatible(variable)] = ak.where(chosen, per_event, per_event + 1.0)
+    if "mcB1Mode" in events.fields:  # MC
+        for name, variable in TRUTH_VARIABLES.items():
+            candidates[make_root_compatible(variable)] = ak.broadcast_arrays(truth[name][:, None], index)[0]
+    candidates["pt"] = ak.unflatten(np.hypot(tracks.px, tracks.py), counts)
+    candidates["nPXDHits"] = ak.unflatten(tracks.n_pxd_hits.astype(np.float64), counts)
+    ids = {name: np.asarray(events[name]) for name in ("__experiment__", "__run__", "__event__")}
+    return write_ntuple(dst, ids, candidates, cfg.input.ntuple.tree)
+
+
+def write_example(config: str) -> list[Path]:
+    """The files of a shipped basf2 example analysis: each sample simulated by kvv, written in the example's layout.
+
+    MC samples get ``generated_events`` events, data samples ``events`` (with their ``tune``).
+    """
+    cfg = load_config(config)
+    written = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for sample in cfg.samples:
+            layout = cfg.format_of(sample)
+            n = sample.generated_events if not sample.is_data else sample.events
+            assert n, f"sample {sample.name}: no number of events to write"
+            sqrt_s = SQRT_S_ON_RESONANCE if sample.resonance == "on" else SQRT_S_OFF_RESONANCE
+            src = Path(tmp) / f"{sample.name}.root"
+            generate_sample(Process[sample.process.upper()], n, src, beams=Beams(sqrt_s=sqrt_s), seed=sample_seed(cfg.simulation.seed, sample, 0),
+                            data=sample.is_data, tune=dict(sample.tune) or None)  # fmt: skip
+            dst = Path(sample.files[0]) / f"{sample.name}_0.root"
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            if layout == "basf2_eventbased":
+                written.append(write_eventbased(str(src), str(dst), cfg.input.eventbased, cfg.input.truth))
+            elif layout == "basf2_ntuple":
+                written.append(ntuple_from_kvv(cfg, str(src), str(dst), cfg.input.ntuple.columns))
+    return written
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 4 or sys.argv[1] != "eventbased":
+    if len(sys.argv) == 4 and sys.argv[1] == "eventbased":
+        print(write_eventbased(sys.argv[2], sys.argv[3]))
+    elif len(sys.argv) == 3 and sys.argv[1] == "example":
+        for path in write_example(sys.argv[2]):
+            print(path)
+    else:
         sys.exit(__doc__)
-    print(write_eventbased(sys.argv[2], sys.argv[3]))

@@ -16,15 +16,13 @@ import numpy as np
 import pytest
 import uproot
 import yaml
-from basf2_writer import TRUTH_VARIABLES, write_eventbased, write_ntuple
-from coffea.nanoevents import NanoEventsFactory
+from basf2_writer import TRUTH_VARIABLES, ntuple_from_kvv, write_eventbased
 from conftest import assert_identical_histograms, process_stage
 
-from kvv import eventformat, systematics
+from kvv import eventformat
 from kvv.config import load_config
 from kvv.io.basf2 import make_root_compatible, ntuple_event_ranges
 from kvv.io.samplefiles import sample_file_paths
-from kvv.io.schema import Belle2Schema
 from kvv.run import main
 from processors.knunu import KnunuProcessor
 
@@ -113,29 +111,9 @@ def eventbased(small_analysis, tmp_path_factory) -> Path:
     return _basf2_config(small_analysis, directory, "basf2_eventbased", files)
 
 
-def _ntuple_of(cfg, src: str, dst: str) -> tuple[Path, dict[str, str]]:
-    """One row per cleaned track: the kaon candidate's row holds kvv's columns, the others shifted values."""
-    events = NanoEventsFactory.from_root({src: "events"}, schemaclass=Belle2Schema, mode="eager").events()
-    proc = KnunuProcessor(cfg)
-    tracks, photons, truth = proc.clean_objects(events)
-    columns = proc.event_columns(events, tracks, photons, truth)
-    columns.update(systematics.kaon_pid_inputs(tracks, columns["kaon_index"], truth["track_mcPDG"]))
-    kaon = columns.pop("kaon_index")
-    columns.pop("has_kaon")
-    counts = np.diff(tracks.offsets)
-    index = ak.local_index(ak.unflatten(np.zeros(int(counts.sum())), counts))
-    chosen = index == kaon[:, None]
-    names = {col: NTUPLE_NAMES.get(col, col) for col in columns}
-    candidates = {}
-    for col, values in columns.items():
-        per_event = ak.broadcast_arrays(np.asarray(values, dtype=np.float64)[:, None], index)[0]
-        candidates[make_root_compatible(names[col])] = ak.where(chosen, per_event, per_event + 1.0)
-    for name, variable in TRUTH_VARIABLES.items():
-        candidates[make_root_compatible(variable)] = ak.broadcast_arrays(truth[name][:, None], index)[0]
-    candidates["pt"] = ak.unflatten(np.hypot(tracks.px, tracks.py), counts)
-    candidates["nPXDHits"] = ak.unflatten(tracks.n_pxd_hits.astype(np.float64), counts)
-    ids = {name: np.asarray(events[name]) for name in ("__experiment__", "__run__", "__event__")}
-    return write_ntuple(dst, ids, candidates), names
+def _ntuple_names(cfg) -> dict[str, str]:
+    """Every column the analysis reads, under a basf2-style name or its own as an alias."""
+    return {col: NTUPLE_NAMES.get(col, col) for col in sorted(KnunuProcessor.columns_needed(cfg))}
 
 
 @pytest.fixture(scope="module")
@@ -146,8 +124,8 @@ def ntuple(small_analysis, tmp_path_factory) -> Path:
     for sample in _mc_samples(cfg):
         files[sample.name] = []
         for k, p in enumerate(sample_file_paths(cfg, sample)):
-            path, names = _ntuple_of(cfg, p, str(directory / f"{sample.name}_{k}.root"))
-            files[sample.name].append(str(path))
+            names = _ntuple_names(cfg)
+            files[sample.name].append(str(ntuple_from_kvv(cfg, p, str(directory / f"{sample.name}_{k}.root"), names)))
     return _basf2_config(small_analysis, directory, "basf2_ntuple", files, ntuple={"columns": names})
 
 
@@ -308,3 +286,29 @@ def test_files_accept_globs_and_directories(eventbased, tmp_path, capsys):
     none = _with(eventbased, tmp_path, lambda raw: raw["samples"][0].update(files=[str(directory / "nothing_*.root")]))
     line = _run_one_line_error(none, tmp_path, capsys)
     assert "nothing_*.root" in line and "matches no file" in line
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("example", ["basf2_eventbased", "basf2_ntuple"])
+def test_shipped_example_runs_end_to_end_on_written_files(example, tmp_path, monkeypatch):
+    from basf2_writer import write_example
+
+    monkeypatch.chdir(tmp_path)  # the example's files are relative paths, as the README runs it
+    written = write_example(example)
+    assert len(written) == len(load_config(example).samples)
+    assert main(["--config", example, "--executor", "futures", "--workers", "2", "--no-progress"]) == 0
+    results = json.loads((tmp_path / "outputs" / example / "fit" / "fit_results.json").read_text())
+    assert results["mle"]["poi_value"] == pytest.approx(1.0, abs=1e-3)  # Asimov data with mu = 1
+    summary = json.loads((tmp_path / "outputs" / example / "summary.json").read_text())
+    assert all(r["format"] == example for r in summary["samples"].values())
+    assert all(r["entries_processed"] == r["entries_in_files"] > 0 for r in summary["samples"].values())
+
+
+def test_ntuple_without_a_column_the_analysis_reads_is_an_error(tmp_path, capsys):
+    path = tmp_path / "partial.yaml"
+    raw = yaml.safe_load((Path(__file__).resolve().parent.parent / "analysis_config" / "basf2_ntuple.yaml").read_text())
+    del raw["input"]["ntuple"]["columns"]["roe_mbc"], raw["input"]["ntuple"]["columns"]["thrust"]
+    path.write_text(yaml.safe_dump(raw))
+    assert main(["--config", str(path), "--stage", "train", "--outputs", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "input.ntuple.columns lacks 2 column(s)" in err[0] and "roe_mbc, thrust" in err[0]

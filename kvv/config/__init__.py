@@ -78,10 +78,29 @@ def resolve_config_path(name_or_path: str | Path) -> Path:
     raise ConfigError(f"{name_or_path}: no such analysis configuration (a path, or one of the shipped: {shipped})")
 
 
-def load_config(name_or_path: str | Path = DEFAULT_CONFIG) -> AnalysisConfig:
-    """Read and validate an analysis YAML; raises ConfigError with file and key."""
-    path = resolve_config_path(name_or_path)
+def _merged(base: dict, override: dict) -> dict:
+    """``override`` on top of ``base``: mappings merge key by key, everything else (lists too) is replaced."""
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def read_config_mapping(path: Path, seen: tuple[Path, ...] = ()) -> dict:
+    """The YAML mapping of an analysis, with ``base: <name or path>`` resolved: the base analysis, overridden key by key."""
     raw = read_yaml_mapping(path)
+    if "base" not in raw:
+        return raw
+    base_path = resolve_config_path(raw.pop("base"))
+    if base_path.resolve() in seen:
+        raise ConfigError(f"{path}: base: {base_path} is its own base")
+    return _merged(read_config_mapping(base_path, (*seen, path.resolve())), raw)
+
+
+def load_config(name_or_path: str | Path = DEFAULT_CONFIG) -> AnalysisConfig:
+    """Read and validate an analysis YAML (``base:`` resolved); raises ConfigError with file and key."""
+    path = resolve_config_path(name_or_path)
+    raw = read_config_mapping(path)
     try:
         return AnalysisConfig.model_validate(raw)
     except ValidationError as exc:
