@@ -101,7 +101,7 @@ def training_config_hash(cfg: AnalysisConfig) -> str:
     return bdt.config_hash({**cfg.model_dump(mode="json", include=set(keys)), "files": files})
 
 
-def processor_class(cfg: AnalysisConfig) -> type:
+def processor_class(cfg: AnalysisConfig) -> type[KnunuProcessor]:
     """The coffea processor named by the analysis (``processor:`` in the YAML)."""
     return KstarProcessor if cfg.processor == "kstar" else KnunuProcessor
 

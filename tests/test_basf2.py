@@ -1,7 +1,7 @@
 """basf2 inputs: kvv's own events written in basf2's layouts give kvv's histograms.
 
 The small analysis's MC is written as ``VariablesToEventBasedTree`` per-list trees and
-as a ``VariablesToNtuple`` candidate ntuple (tests/basf2_writer.py); processed through
+as a ``VariablesToNtuple`` candidate ntuple (kvv/basf2_writer.py); processed through
 the basf2 readers, it must fill the same histograms as the same events in kvv's layout.
 """
 
@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 import uproot
 import yaml
-from basf2_writer import TRUTH_VARIABLES, ntuple_from_kvv, write_eventbased
 from conftest import assert_identical_histograms, process_stage
 
 from kvv import eventformat
+from kvv.basf2_writer import TRUTH_VARIABLES, ntuple_from_kvv, write_eventbased
 from kvv.config import load_config
 from kvv.io.basf2 import make_root_compatible, ntuple_event_ranges
 from kvv.io.samplefiles import sample_file_paths
@@ -291,7 +291,7 @@ def test_files_accept_globs_and_directories(eventbased, tmp_path, capsys):
 @pytest.mark.slow
 @pytest.mark.parametrize("example", ["basf2_eventbased", "basf2_ntuple"])
 def test_shipped_example_runs_end_to_end_on_written_files(example, tmp_path, monkeypatch):
-    from basf2_writer import write_example
+    from kvv.basf2_writer import write_example
 
     monkeypatch.chdir(tmp_path)  # the example's files are relative paths, as the README runs it
     written = write_example(example)

@@ -6,8 +6,8 @@ event identifiers and NaN ``mcPDG`` without an MC match; ``VariablesToNtuple`` f
 hold one row per candidate with an unsigned 32-bit ``__event__`` and ``__candidate__``.
 Branch names are ``makeROOTCompatible`` of the basf2 variable names given.
 
-    python tests/basf2_writer.py example basf2_eventbased          # the files of a shipped example analysis
-    python tests/basf2_writer.py eventbased SRC.root DST.root       # one kvv-layout file -> per-list trees
+    python -m kvv.basf2_writer example basf2_eventbased          # the files of a shipped example analysis
+    python -m kvv.basf2_writer eventbased SRC.root DST.root       # one kvv-layout file -> per-list trees
 """
 
 from __future__ import annotations
