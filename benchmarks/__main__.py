@@ -21,7 +21,7 @@ from coffea import processor
 from benchmarks import awkward_way, chain, memory, pandas_way, report, scaling
 from processors.knunu import KnunuProcessor
 
-SECTIONS = ("io", "chain", "awkward", "pandas", "systematics", "scaling", "memory", "generation", "fit")
+SECTIONS = ("io", "chain", "awkward", "pandas", "systematics", "formats", "scaling", "memory", "generation", "fit")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -162,6 +162,10 @@ def main(argv: list[str] | None = None) -> int:
     throughput(args, fileset, proc, results)
     if "systematics" in args.only:
         guarded(results, "systematics", lambda: systematics_cost(args, fileset, model_dir))
+    if "formats" in args.only:
+        from benchmarks import formats
+
+        guarded(results, "formats", lambda: formats.run(cfg, fileset, model_dir, args.chunksize, args.output / "basf2_files"))
     if "scaling" in args.only:
         small = max(1000, args.chunksize // 50)
         guarded(

@@ -136,7 +136,7 @@ def ensure_models(cfg: AnalysisConfig, fileset: dict, workers: int = 1) -> Path:
 def run_runner(fileset: dict, proc: processor.ProcessorABC, executor, chunksize: int) -> dict:
     """coffea's Runner exactly as ``kvv.run`` sets it up."""
     runner = processor.Runner(executor=executor, schema=Belle2Schema, chunksize=chunksize)
-    return runner(fileset, proc, treename="events")
+    return runner(fileset, proc)  # each file of the fileset names its tree
 
 
 # --------------------------------------------------------------------------- chunks and reading

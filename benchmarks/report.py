@@ -173,6 +173,17 @@ def markdown(results: dict) -> str:
         lines += _table(
             ["series", "chunk size", "chunks", "events", "baseline RSS MB", "peak RSS MB (VmHWM)", "peak RSS MB (sampled)"], rows
         )
+    formats = results.get("formats")
+    if formats:
+        lines += [
+            "",
+            f"## Input routes ({formats['events']} events of {formats['sample']}, chunks of {formats['chunksize']}, one process)",
+            "",
+        ]
+        lines += _table(
+            ["route", "seconds", "events/s/core", "relative to kvv's layout"],
+            [[name, r["seconds"], r["events_per_s_per_core"], r["relative_to_kvv"]] for name, r in formats["routes"].items()],
+        )
     for key, title in (("generation", "Generation (benchmarks/generation.py)"), ("fit", "Fit (benchmarks/fit.py)")):
         if key in results:
             lines += ["", f"## {title}", "", "```", json.dumps(results[key], indent=1, default=str)[:3000], "```"]

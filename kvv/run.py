@@ -53,6 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--outputs", type=Path, default=Path("outputs"), help="output folder")
     p.add_argument("--skip-bad-files", action="store_true", help="skip unreadable files and list them in the summary")
     p.add_argument(
+        "--drop-nonfinite",
+        action="store_true",
+        help="drop events with NaN/inf inputs (a cutflow row, counted per file) instead of stopping",
+    )
+    p.add_argument(
         "--workspace",
         type=Path,
         default=None,
@@ -81,7 +86,16 @@ def run_processor(
         skipbadfiles=args.skip_bad_files,
         savemetrics=True,
     )
-    output, metrics = runner(fileset, proc)  # each file names its tree (inputs.tree_of)
+    try:
+        output, metrics = runner(fileset, proc)  # each file names its tree (inputs.tree_of)
+    except Exception as exc:
+        # a bad input found while processing comes back wrapped by the executor: report its own line
+        cause: BaseException | None = exc
+        while cause is not None and not isinstance(cause, inputs.InputError):
+            cause = cause.__cause__ or cause.__context__
+        if cause is None:
+            raise
+        raise inputs.InputError(str(cause)) from None
     return {"output": output, "metrics": metrics}
 
 
@@ -135,7 +149,9 @@ def stage_train(cfg: AnalysisConfig, execution: cluster.Execution, args: argpars
     table_dir.mkdir(parents=True, exist_ok=True)
     for old in table_dir.glob("*.parquet"):
         old.unlink()
-    result = run_processor(execution, inputs.fileset(found, cfg), processor_class(cfg)(cfg, table_dir=table_dir), args, cfg)
+    result = run_processor(
+        execution, inputs.fileset(found, cfg), processor_class(cfg)(cfg, table_dir=table_dir, drop_nonfinite=args.drop_nonfinite), args, cfg
+    )
     tables = result["output"].get("tables", {})
     mc_names = [s.name for s in samples if not s.is_data]
     mc = read_tables([p for name in mc_names for p in tables.get(name, [])])
@@ -168,7 +184,13 @@ def stage_process(cfg: AnalysisConfig, execution: cluster.Execution, args: argpa
     found = inputs.collect_inputs(cfg, cfg.samples, skip_bad_files=args.skip_bad_files, max_files=args.max_files)
     files = inputs.fileset(found, cfg)
     start = time.perf_counter()
-    result = run_processor(execution, files, processor_class(cfg)(cfg, model_dir=model_dir if use_models else None), args, cfg)
+    result = run_processor(
+        execution,
+        files,
+        processor_class(cfg)(cfg, model_dir=model_dir if use_models else None, drop_nonfinite=args.drop_nonfinite),
+        args,
+        cfg,
+    )
     elapsed = time.perf_counter() - start
     output = result["output"]
     hists = {"templates": output["templates"], "controls": output["controls"]}
@@ -306,6 +328,7 @@ def _sample_record(cfg: AnalysisConfig, si: inputs.SampleInputs, output: dict, f
         entries_processed=int(output["entries"].get(si.sample.name, np.zeros(1))[0]),
         weight=files.get(si.sample.name, {}).get("metadata", {}).get("weight"),
         skipped_files=si.skipped,
+        nonfinite_dropped={f: n for f, n in output.get("nonfinite", {}).get(si.sample.name, {}).items() if n},
         format=layout,
         skipped_variations=skipped,
     )

@@ -19,7 +19,7 @@ from coffea import processor
 from kvv import bdt, features, histograms, selection
 from kvv import systematics as sy
 from kvv.config import AnalysisConfig, Sample
-from kvv.io import basf2
+from kvv.io import basf2, inputs
 from kvv.physics.columns import PhotonColumns, TrackColumns
 
 MC_EVENT_BRANCHES = ("mcB1Mode", "mcB2Mode", "mcq2")
@@ -54,8 +54,9 @@ class KnunuProcessor(processor.ProcessorABC):
             need |= {"kaon_p_lab", "kaon_cos_theta_lab", "kaon_mc_pdg", "kaon_kaon_id"}
         return need - cls.score_columns
 
-    def __init__(self, cfg: AnalysisConfig, *, model_dir: Path | None = None, table_dir: Path | None = None):
+    def __init__(self, cfg: AnalysisConfig, *, model_dir: Path | None = None, table_dir: Path | None = None, drop_nonfinite: bool = False):
         self.cfg = cfg
+        self.drop_nonfinite = drop_nonfinite
         self.model_dir = Path(model_dir) if model_dir else None
         self.table_dir = Path(table_dir) if table_dir else None
 
@@ -67,14 +68,26 @@ class KnunuProcessor(processor.ProcessorABC):
         if layout == "basf2_ntuple":
             return self._process_candidates(meta, sample)
         if layout == "basf2_eventbased":
-            events = basf2.eventbased_events(events, meta, cfg.input.eventbased, cfg.input.truth)
+            events = basf2.eventbased_events(events, meta, cfg.input.eventbased, {} if sample.is_data else cfg.input.truth)
+        n_read = len(events)
+        finite = self._finite(events, meta)
+        if not finite.all():
+            events = events[finite]
         n_events = len(events)
         weights = np.full(n_events, float(meta["weight"]))
         event_number = np.asarray(ak.to_numpy(events["__event__"]), dtype=np.int64)
         tracks, photons, truth = self.clean_objects(events)
 
         columns, passed, cutflow = self._select(events, tracks, photons, truth, event_number, weights)
-        out = self._fill(meta, sample, columns, weights[passed], cutflow, n_events)
+        if not finite.all():
+            all_weights = np.full(n_read, float(meta["weight"]))
+            cutflow = {
+                "entries read": selection.cutflow_row(np.ones(n_read, dtype=bool), all_weights),
+                "finite input": selection.cutflow_row(finite, all_weights),
+                **{step: row for step, row in cutflow.items() if step != "entries read"},
+            }
+        out = self._fill(meta, sample, columns, weights[passed], cutflow, n_read)
+        out["nonfinite"] = {sample.name: {meta["filename"]: int((~finite).sum())}}
         if self.table_dir is not None:
             return out
         for shift in sy.object_shifts(cfg.systematics):
@@ -84,6 +97,22 @@ class KnunuProcessor(processor.ProcessorABC):
                 varied, varied_weights = self._shifted(shift, sample, events, tracks, photons, truth, event_number, weights)
             self._fill_templates(out, sample, shift.name, varied, self._nominal_weights(sample, varied, varied_weights))
         return out
+
+    def _finite(self, events: ak.Array, meta: dict) -> np.ndarray:
+        """Events without NaN or infinity in the branches that feed the analysis; raises unless ``drop_nonfinite``."""
+        bad = inputs.nonfinite_events(events)
+        finite = np.ones(len(events), dtype=bool)
+        for mask in bad.values():
+            finite &= ~mask
+        if bad and not self.drop_nonfinite:
+            branch, mask = next(iter(bad.items()))
+            start = int(meta["entrystart"])
+            raise inputs.NonFiniteInputError(
+                f"{meta['filename']}: branch {branch!r} holds NaN or infinite values in {int(mask.sum())} of the entries "
+                f"[{start}, {start + len(mask)}) (first: entry {start + int(np.flatnonzero(mask)[0])}); "
+                "--drop-nonfinite removes such events and counts them"
+            )
+        return finite
 
     def _corrected(self, sample: Sample, columns: dict[str, np.ndarray], weights: np.ndarray) -> np.ndarray:
         return weights * sy.nominal_weights(self.cfg.systematics, columns, sample)

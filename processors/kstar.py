@@ -32,8 +32,9 @@ class KstarProcessor(KnunuProcessor):
         *,
         model_dir: Path | None = None,
         table_dir: Path | None = None,
+        drop_nonfinite: bool = False,
     ):
-        super().__init__(cfg, model_dir=model_dir, table_dir=table_dir)
+        super().__init__(cfg, model_dir=model_dir, table_dir=table_dir, drop_nonfinite=drop_nonfinite)
         self.cuts = cfg.kstar
 
     def event_columns(self, events: ak.Array, tracks: TrackColumns, photons: PhotonColumns, truth: dict) -> dict[str, np.ndarray]:

@@ -3,17 +3,21 @@ cutflows that account for every entry, and clear errors on bad input."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
+import awkward as ak
 import numpy as np
 import pytest
 import uproot
+import yaml
 from conftest import assert_identical_histograms as _assert_identical
 from conftest import process_stage as _process
 
 from kvv import eventformat
 from kvv.config import load_config
+from kvv.io.samplefiles import sample_file_paths
 from kvv.physics.beams import Beams
 from kvv.run import main
 from kvv.simulate.writer import branch_types
@@ -217,3 +221,66 @@ def test_training_tables_are_read_in_one_order_whatever_the_chunking(tmp_path):
     one, other = read_tables(paths), read_tables(paths[::-1])
     pd.testing.assert_frame_equal(one, other)
     assert one[["sample", "__run__", "__event__"]].apply(tuple, axis=1).is_monotonic_increasing
+
+
+def _write_kvv_layout(path: Path, events) -> None:
+    """A kvv-layout file (no metadata) from the arrays of one."""
+    groups = {eventformat.TRACKS: "Tracks", eventformat.PHOTONS: "Photons"}
+    scalars = {k: np.asarray(events[k]) for k in events.fields if events[k].ndim == 1 and not k.startswith("n")}
+    collections = {
+        name: ak.zip({f.name: events[coll.branch(f.name)] for f in coll.fields if coll.branch(f.name) in events.fields})
+        for coll, name in groups.items()
+    }
+    counters = {name: coll.counter for coll, name in groups.items()}
+    prefixes = {name: coll.prefix for coll, name in groups.items()}
+    with uproot.recreate(path) as out:
+        out.mktree(
+            eventformat.TREE_NAME,
+            {**{k: v.dtype for k, v in scalars.items()}, **{k: v.type.content for k, v in collections.items()}},
+            counter_name=lambda counted: counters[counted],
+            field_name=lambda outer, inner: f"{prefixes[outer]}_{inner}",
+        )
+        out[eventformat.TREE_NAME].extend({**scalars, **collections})
+
+
+def test_nonfinite_inputs_stop_the_run_or_are_dropped_and_counted(trained, tmp_path, capsys):
+    config, outputs = trained
+    cfg = load_config(config)
+    signal = cfg.sample("signal")
+    source = sample_file_paths(cfg, signal)[0]
+    with uproot.open(source) as f:
+        events = f[eventformat.TREE_NAME].arrays()
+        meta = json.loads(str(f[eventformat.METADATA_KEY]))
+    rng = np.random.default_rng(17)
+    with_tracks = np.flatnonzero(ak.to_numpy(ak.num(events["track_px"])) > 0)
+    bad = np.zeros(len(events), dtype=bool)
+    bad[rng.choice(with_tracks, size=len(events) // 100, replace=False)] = True
+    px = events["track_px"]
+    events_nan = ak.with_field(events, ak.where(bad[:, None] & (ak.local_index(px) == 0), np.float32(np.nan), px), "track_px")
+    _write_kvv_layout(tmp_path / "nan.root", events_nan)
+    _write_kvv_layout(tmp_path / "clean.root", events[~bad])
+
+    def config_with(file: Path) -> Path:
+        raw = yaml.safe_load(config.read_text())
+        entry = next(s for s in raw["samples"] if s["name"] == "signal")
+        entry.update(files=[str(file)], cross_section_nb=meta["cross_section_nb"], generated_events=meta["n_events"])
+        path = tmp_path / f"{file.stem}.yaml"
+        path.write_text(yaml.safe_dump(raw))
+        return path
+
+    for name in ("stop", "drop", "clean"):
+        shutil.copytree(outputs, tmp_path / name)
+    args = ["--stage", "process", "--executor", "iterative", "--chunksize", "2500", "--no-progress"]
+    assert main(["--config", str(config_with(tmp_path / "nan.root")), "--outputs", str(tmp_path / "stop"), *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nan.root: branch 'track_px' holds NaN" in err[0] and "--drop-nonfinite" in err[0], err
+
+    dropped = _process(config_with(tmp_path / "nan.root"), tmp_path / "drop", *args[2:], "--drop-nonfinite")
+    clean = _process(config_with(tmp_path / "clean.root"), tmp_path / "clean", *args[2:])
+    _assert_identical(clean, dropped)
+    summary = json.loads((tmp_path / "drop" / cfg.name / "summary.json").read_text())
+    assert summary["samples"]["signal"]["nonfinite_dropped"] == {str(tmp_path / "nan.root"): int(bad.sum())}
+    assert summary["samples"]["signal"]["entries_processed"] == len(events)
+    cutflow = json.loads((tmp_path / "drop" / cfg.name / "cutflow.json").read_text())["signal"]
+    assert cutflow["entries read"]["events"] == len(events)
+    assert cutflow["finite input"]["events"] == len(events) - int(bad.sum())

@@ -37,6 +37,7 @@ class SampleRecord(BaseModel):
     entries_processed: int
     weight: float | None  # per-event normalisation weight; None: no usable file
     skipped_files: list[dict[str, Any]]
+    nonfinite_dropped: dict[str, int] = {}  # --drop-nonfinite: events dropped per file
     format: str = "kvv"  # the file layout
     # variations the sample cannot carry (its templates are the nominal there), with the reason
     skipped_variations: dict[str, str] = {}

@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import awkward as ak
+import numpy as np
 import uproot
 
 from kvv import eventformat
@@ -29,6 +31,36 @@ FB_PER_NB = 1.0e6  # 1 nb = 1e6 fb, so N = sigma[nb] * 1e6 * L[fb^-1]
 
 class InputError(RuntimeError):
     """A bad input file; the message is one line naming the file and what is wrong."""
+
+
+class NonFiniteInputError(InputError):
+    """NaN or infinite values in a branch that feeds the analysis (``--drop-nonfinite`` drops those events)."""
+
+
+#: the floating-point fields that feed the analysis, per collection (kvv's names); the
+#: integer ones cannot hold NaN, and basf2's NaN mcPDG is read as 0, "no match"
+CHECKED_FIELDS = {
+    eventformat.TRACKS.name: ("px", "py", "pz", "dr", "dz", "kaonID", "pionID", "electronID", "muonID"),
+    eventformat.PHOTONS.name: ("E", "theta", "phi"),
+    None: ("beamE", "beamPx", "beamPy", "beamPz"),
+}
+
+
+def nonfinite_events(events: ak.Array) -> dict[str, np.ndarray]:
+    """Per checked branch with a NaN or infinity: which events hold one (kvv's branch names)."""
+    out = {}
+    for coll_name, fields in CHECKED_FIELDS.items():
+        coll = events if coll_name is None else events[coll_name]
+        for name in fields:
+            if name not in coll.fields:
+                continue
+            values = coll[name]
+            bad = ~np.isfinite(values)
+            per_event = np.asarray(ak.to_numpy(ak.any(bad, axis=1) if values.ndim > 1 else bad), dtype=bool)
+            if per_event.any():
+                branch = name if coll_name is None else next(c for c in eventformat.COLLECTIONS if c.name == coll_name).branch(name)
+                out[branch] = per_event
+    return out
 
 
 @dataclass(frozen=True)
