@@ -59,10 +59,20 @@ def _basf2_values(values: ak.Array, field: str) -> ak.Array:
     return doubles
 
 
+#: entries per basket: basf2 files hold many baskets, so a chunk decompresses only its own part of a branch
+BASKET_ENTRIES = 10_000
+
+
+def _extend(tree: uproot.WritableTree, data: Mapping[str, np.ndarray | ak.Array]) -> None:
+    n = len(next(iter(data.values())))
+    for start in range(0, n, BASKET_ENTRIES):
+        tree.extend({k: v[start : start + BASKET_ENTRIES] for k, v in data.items()})
+
+
 def _list_tree(out: uproot.WritableDirectory, name: str, scalars: Mapping[str, np.ndarray], candidates: ak.Array) -> None:
     types = {k: v.dtype for k, v in scalars.items()} | {"candidates": candidates.type.content}
     out.mktree(name, types, counter_name=lambda counted: "__ncandidates__", field_name=lambda outer, inner: inner)
-    out[name].extend({**scalars, "candidates": candidates})
+    _extend(out[name], {**scalars, "candidates": candidates})
 
 
 def write_eventbased(src: str, dst: str, settings: EventBasedInput = EventBasedInput(), truth: Mapping[str, str] = TRUTH_VARIABLES) -> Path:
@@ -116,7 +126,7 @@ def write_ntuple(
     rows |= {name: ak.to_numpy(ak.flatten(values)).astype(np.float64) for name, values in candidates.items()}
     with uproot.recreate(dst) as out:
         out.mktree(tree, {k: v.dtype for k, v in rows.items()})
-        out[tree].extend(rows)
+        _extend(out[tree], rows)
     return Path(dst)
 
 

@@ -23,7 +23,7 @@ from coffea import processor
 from kvv import bdt, cluster, fit, histograms, jpsik, report, systematics
 from kvv.config import DEFAULT_CONFIG, AnalysisConfig, ConfigError, load_config
 from kvv.io import inputs
-from kvv.io.artefacts import SampleRecord, write_json
+from kvv.io.artefacts import OutputsInUseError, SampleRecord, outputs_lock, write_json
 from kvv.io.samplefiles import sample_file_paths
 from kvv.io.schema import Belle2Schema
 from kvv.peaks import fit_mbc_peak
@@ -57,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="drop events with NaN/inf inputs (a cutflow row, counted per file) instead of stopping",
     )
+    p.add_argument("--allow-missing-samples", action="store_true", help="fit stage: fit even when a sample's files were all skipped")
     p.add_argument(
         "--workspace",
         type=Path,
@@ -307,12 +308,17 @@ def stage_fit(cfg: AnalysisConfig, args: argparse.Namespace, out: Path) -> dict:
     """Fit the analysis's merged templates, or the pyhf workspace of ``--workspace`` with the config's inference settings."""
     if args.workspace is not None:
         return fit.run_inference(args.workspace, out / "fit", cfg.fit)
-    return fit.fit_analysis(cfg, out)
+    return fit.fit_analysis(cfg, out, allow_missing_samples=args.allow_missing_samples)
 
 
 def _sample_record(cfg: AnalysisConfig, si: inputs.SampleInputs, output: dict, files: dict) -> SampleRecord:
     """What the process stage hands the fit stage about one sample."""
     layout = cfg.format_of(si.sample)
+    if not si.files:
+        log.warning(
+            "sample %s: no usable file left (%d skipped): its templates are empty, and the fit refuses to run without it",
+            si.sample.name, len(si.skipped),
+        )  # fmt: skip
     skipped: dict[str, str] = {}
     if not si.sample.is_data and layout != "kvv":  # kvv's own MC files carry all the truth
         skipped = systematics.unavailable(cfg.systematics, cfg.input.truth, objects=layout != "basf2_ntuple")
@@ -345,12 +351,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.workspace is not None:
             out = args.outputs / args.workspace.stem
             out.mkdir(parents=True, exist_ok=True)
-            stage_fit(cfg, args, out)
+            with outputs_lock(out):
+                stage_fit(cfg, args, out)
             return 0
         out = output_dir(args, cfg)
         stages = STAGES if args.stage == "all" else (args.stage,)
         needs_executor = any(s in stages for s in ("simulate", "train", "process"))
-        with cluster.execution_from_args(args) if needs_executor else contextlib.nullcontext() as execution:
+        with (
+            outputs_lock(out),
+            cluster.execution_from_args(args) if needs_executor else contextlib.nullcontext() as execution,
+        ):
             for stage in stages:
                 log.info("stage %s", stage)
                 if stage == "fit":
@@ -365,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
                     stage_process(cfg, execution, args, out)
         log.info("outputs in %s", out)
         return 0
-    except (ConfigError, inputs.InputError, fit.FitError) as exc:
+    except (ConfigError, inputs.InputError, fit.FitError, OutputsInUseError) as exc:
         print(f"kvv: error: {exc}", file=sys.stderr)
         return 2
 

@@ -4,7 +4,11 @@ cutflows that account for every entry, and clear errors on bad input."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import awkward as ak
@@ -284,3 +288,41 @@ def test_nonfinite_inputs_stop_the_run_or_are_dropped_and_counted(trained, tmp_p
     cutflow = json.loads((tmp_path / "drop" / cfg.name / "cutflow.json").read_text())["signal"]
     assert cutflow["entries read"]["events"] == len(events)
     assert cutflow["finite input"]["events"] == len(events) - int(bad.sum())
+
+
+def test_a_second_run_on_a_locked_outputs_folder_is_refused(trained, tmp_path, capsys):
+    config, outputs = trained
+    cfg = load_config(config)
+    shutil.copytree(outputs, tmp_path / "out")
+    lock = tmp_path / "out" / cfg.name / ".kvv.lock"
+    # held by a live process (this one)
+    lock.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "started": "now"}))
+    assert main(["--config", str(config), "--stage", "train", "--executor", "iterative", "--outputs", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"in use by the run of pid {os.getpid()}" in err[0] and str(lock) in err[0]
+    # left by a process that is gone: taken over, and released at the end
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    lock.write_text(json.dumps({"host": socket.gethostname(), "pid": gone.pid, "started": "earlier"}))
+    assert main(["--config", str(config), "--stage", "train", "--executor", "iterative", "--outputs", str(tmp_path / "out")]) == 0
+    assert not lock.exists()
+
+
+def test_a_sample_without_usable_files_is_reported_and_the_fit_refuses(trained, tmp_path, capsys):
+    config, outputs = trained
+    raw = yaml.safe_load(config.read_text())
+    bad = tmp_path / "not_root.root"
+    bad.write_text("not a ROOT file")
+    next(s for s in raw["samples"] if s["name"] == "charged").update(files=[str(bad)], cross_section_nb=0.54)
+    path = tmp_path / "skipped.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    shutil.copytree(outputs, tmp_path / "out")
+    args = ["--config", str(path), "--outputs", str(tmp_path / "out"), "--no-progress"]
+    assert main([*args, "--stage", "process", "--executor", "iterative", "--skip-bad-files"]) == 0
+    record = json.loads((tmp_path / "out" / load_config(path).name / "summary.json").read_text())["samples"]["charged"]
+    assert record["files"] == 0 and record["skipped_files"][0]["file"] == str(bad)
+    capsys.readouterr()
+    assert main([*args, "--stage", "fit"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "charged had no usable file" in err[0] and "--allow-missing-samples" in err[0]
+    assert main([*args, "--stage", "fit", "--allow-missing-samples"]) == 0

@@ -55,10 +55,20 @@ def template_event_weights(cfg: AnalysisConfig, records: dict[str, SampleRecord]
     return out
 
 
-def analysis_workspace(cfg: AnalysisConfig, out: Path) -> dict:
-    """Build, write and return the workspace of an analysis from the process stage's outputs in ``out``."""
+def analysis_workspace(cfg: AnalysisConfig, out: Path, *, allow_missing_samples: bool = False) -> dict:
+    """Build, write and return the workspace of an analysis from the process stage's outputs in ``out``.
+
+    A signal or background sample whose files were all skipped would silently leave its
+    template out: that is a FitError unless ``allow_missing_samples``.
+    """
     hists = histograms.load_pickle(out / "histograms.pkl")
     records = read_sample_records(out / "summary.json")
+    missing = [name for name, r in records.items() if r.files == 0 and r.role in ("signal", "background")]
+    if missing and not allow_missing_samples:
+        raise FitError(
+            f"{out / 'summary.json'}: sample(s) {', '.join(missing)} had no usable file (all skipped): their templates are "
+            "missing; --allow-missing-samples fits without them"
+        )
     observed_samples = [name for name, record in records.items() if record.role == "data"]
     templates, observed = histograms.templates_for_fit(hists["templates"], cfg, observed_samples)
     templates, observed, pruned = histograms.prune_empty_bins(templates, observed)
@@ -77,9 +87,9 @@ def analysis_workspace(cfg: AnalysisConfig, out: Path) -> dict:
     return spec
 
 
-def fit_analysis(cfg: AnalysisConfig, out: Path) -> dict:
+def fit_analysis(cfg: AnalysisConfig, out: Path, *, allow_missing_samples: bool = False) -> dict:
     """The fit stage: the analysis's workspace and every inference step of ``cfg.fit`` on it, into ``out/fit``."""
-    analysis_workspace(cfg, out)
+    analysis_workspace(cfg, out, allow_missing_samples=allow_missing_samples)
     # by path, so that the fit summary names the workspace it fitted
     return run_inference(
         out / "workspace.json",

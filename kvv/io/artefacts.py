@@ -1,4 +1,4 @@
-"""What the stages hand each other on disk: JSON files and the record of the processed samples.
+"""What the stages hand each other on disk: JSON files, the record of the processed samples, the outputs lock.
 
 Every JSON file kvv writes goes through :func:`write_json`: strict JSON (NaN and
 infinities become ``null``), written to a temporary name and renamed, so a
@@ -9,15 +9,22 @@ instead of guessing them from the numbers.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import logging
 import math
-from collections.abc import Mapping
+import os
+import socket
+import time
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
+
+log = logging.getLogger(__name__)
 
 #: signal and background MC fill templates; data are observations; pseudo-data are
 #: kvv's generated stand-in for data, weighted to the luminosity, never observations
@@ -77,3 +84,59 @@ def read_sample_records(summary_path: Path) -> dict[str, SampleRecord]:
     """The sample records of a process stage's ``summary.json``."""
     summary = json.loads(Path(summary_path).read_text())
     return {name: SampleRecord.model_validate(record) for name, record in summary["samples"].items()}
+
+
+class OutputsInUseError(RuntimeError):
+    """Another run holds the outputs folder; the message names it."""
+
+
+@contextlib.contextmanager
+def outputs_lock(folder: Path) -> Iterator[Path]:
+    """Hold ``folder/.kvv.lock`` (host and pid of this run) while a run writes into the folder.
+
+    A lock held by a live process is refused with a line naming it; one left by a
+    process of this host that no longer runs is taken over with a warning. A lock of
+    another host cannot be checked from here, so it is refused too.
+    """
+    path = Path(folder) / ".kvv.lock"
+    me = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    while True:
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                holder = json.loads(path.read_text())
+            except (OSError, ValueError):
+                holder = {}
+            if holder.get("host") == me["host"] and not _alive(int(holder.get("pid", -1))):
+                log.warning(
+                    "%s: taking over the stale lock of pid %s (started %s), which no longer runs",
+                    path,
+                    holder.get("pid"),
+                    holder.get("started"),
+                )
+                path.unlink(missing_ok=True)
+                continue
+            raise OutputsInUseError(
+                f"{folder}: in use by the run of pid {holder.get('pid', '?')} on {holder.get('host', '?')} since {holder.get('started', '?')} "
+                f"({path}); wait for it, or give another --outputs"
+            ) from None
+        with os.fdopen(fd, "w") as f:
+            json.dump(me, f)
+        break
+    try:
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it runs, as another user
+        return True
+    return True
