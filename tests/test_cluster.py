@@ -70,7 +70,9 @@ def test_add_arguments_defaults_are_secure():
     assert args.executor == "futures"
     assert args.insecure is False
     assert args.dashboard_address.startswith("127.0.0.1:")
-    assert args.slurm_config == Path("cluster/slurm.yaml")
+    # the shipped cluster/slurm.yaml, found as package data wherever kvv runs
+    assert args.slurm_config.read_bytes() == (REPO / "cluster" / "slurm.yaml").read_bytes()
+    assert args.slurm_config.is_absolute()
 
 
 def test_repository_slurm_yaml_is_valid():

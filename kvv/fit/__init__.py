@@ -9,6 +9,12 @@ Typical use::
     upper_limit(lh, cl=0.90).observed
 
 or everything at once with :func:`run_inference`.
+
+The model is pyhf's (JAX backend); the optimiser chain (:mod:`.optimize`) and the
+CLs and toy code (:mod:`.infer`) are kvv's own, because a fit that fails with one
+optimiser is retried with others and a limit reuses its cached fits.
+``tests/test_pyhf_parity.py`` checks them against ``pyhf.infer`` on the published
+Belle II likelihood.
 """
 
 from .analysis import analysis_workspace, fit_analysis, impact_groups, systematic_sources
