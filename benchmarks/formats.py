@@ -3,7 +3,9 @@
 The largest MC sample's first file is written in both basf2 layouts (:mod:`kvv.basf2_writer`)
 and each route runs the whole processor with the same models in one process (iterative
 executor): events per wall second is events/s/core. The ntuple route skips the kernels
-(basf2 computed the variables) but reads one row per candidate.
+(basf2 computed the variables) but reads one row per candidate: once with every cleaned
+track a candidate (kvv picks the best), once with the best candidate alone (basf2 ranked
+them, as ``rankByHighest(..., numBest=1)`` leaves a list).
 """
 
 from __future__ import annotations
@@ -50,13 +52,17 @@ def run(cfg: AnalysisConfig, fileset: dict, model_dir: Path, chunksize: int, wor
         "basf2_eventbased": (str(write_eventbased(src, str(workdir / f"{sample}_eventbased.root"))), "tracks"),
     }
     probe = _route_config(cfg, sample, "basf2_ntuple", "", info.n_generated, info.cross_section_nb or 0.0)
-    files["basf2_ntuple"] = (
-        str(ntuple_from_kvv(probe, src, str(workdir / f"{sample}_ntuple.root"), probe.input.ntuple.columns)),
-        "variables",
-    )
+    columns = probe.input.ntuple.columns
+    files["basf2_ntuple"] = (str(ntuple_from_kvv(probe, src, str(workdir / f"{sample}_ntuple.root"), columns)), "variables")
+    best = ntuple_from_kvv(probe, src, str(workdir / f"{sample}_ntuple_best.root"), columns, best_only=True)
+    files["basf2_ntuple, ranked by basf2"] = (str(best), "variables")
     out: dict = {"sample": sample, "events": info.entries, "chunksize": chunksize, "routes": {}}
     for layout, (path, tree) in files.items():
-        route_cfg = cfg if layout == "kvv" else _route_config(cfg, sample, layout, path, info.n_generated, info.cross_section_nb or 0.0)
+        route_cfg = (
+            cfg
+            if layout == "kvv"
+            else _route_config(cfg, sample, layout.split(",")[0], path, info.n_generated, info.cross_section_nb or 0.0)
+        )
         fs = {sample: {"files": {path: tree}, "metadata": meta}}
         wall, cpu = _timed(fs, KnunuProcessor(route_cfg, model_dir=model_dir), chunksize)
         out["routes"][layout] = {"seconds": wall, "cpu_seconds": cpu, "events_per_s_per_core": info.entries / wall}

@@ -31,6 +31,9 @@ from kvv.io.samplefiles import sample_seed
 from kvv.io.schema import Belle2Schema
 from kvv.physics.beams import SQRT_S_OFF_RESONANCE, SQRT_S_ON_RESONANCE, Beams
 from kvv.simulate import generate_sample
+
+# kvv's own files' codec: the input-route benchmark then compares layouts, not codecs
+from kvv.simulate.writer import COMPRESSION
 from processors.knunu import KnunuProcessor
 
 #: event-level MC truth under basf2-style names (kvv name -> variable), as an analyst would store them with aliases
@@ -58,6 +61,8 @@ def _basf2_values(values: ak.Array, field: str) -> ak.Array:
         return ak.where(doubles == 0, np.nan, doubles)
     return doubles
 
+
+# Files get the codec of kvv's own (ZSTD): the input-route benchmark then compares layouts, not codecs.
 
 #: entries per basket: basf2 files hold many baskets, so a chunk decompresses only its own part of a branch
 BASKET_ENTRIES = 10_000
@@ -89,7 +94,7 @@ def write_eventbased(src: str, dst: str, settings: EventBasedInput = EventBasedI
         settings.tracks_tree: (eventformat.TRACKS, settings.tracks),
         settings.photons_tree: (eventformat.PHOTONS, settings.photons),
     }
-    with uproot.recreate(dst) as out:
+    with uproot.recreate(dst, compression=COMPRESSION) as out:
         for tree, (coll, variables) in lists.items():
             fields = {
                 make_root_compatible(variable): _basf2_values(events[coll.branch(field)], field)
@@ -124,17 +129,19 @@ def write_ntuple(
         "__weight__": np.ones(int(counts.sum()), dtype=np.float64),
     }
     rows |= {name: ak.to_numpy(ak.flatten(values)).astype(np.float64) for name, values in candidates.items()}
-    with uproot.recreate(dst) as out:
+    with uproot.recreate(dst, compression=COMPRESSION) as out:
         out.mktree(tree, {k: v.dtype for k, v in rows.items()})
         _extend(out[tree], rows)
     return Path(dst)
 
 
-def ntuple_from_kvv(cfg: AnalysisConfig, src: str, dst: str, names: Mapping[str, str]) -> Path:
+def ntuple_from_kvv(cfg: AnalysisConfig, src: str, dst: str, names: Mapping[str, str], *, best_only: bool = False) -> Path:
     """One row per cleaned track: the kaon candidate's row holds kvv's columns, the other rows shifted values.
 
     ``names`` maps kvv's columns to the basf2 variables (or aliases) they are stored under;
     a row's ``pt`` and ``nPXDHits`` are its track's, as the best-candidate rank reads them.
+    ``best_only`` keeps the kaon candidate's row alone, as a steering file that ranks the
+    list itself (``rankByHighest(..., numBest=1)``) writes it.
     """
     events = NanoEventsFactory.from_root({src: eventformat.TREE_NAME}, schemaclass=Belle2Schema, mode="eager").events()
     proc = KnunuProcessor(cfg)
@@ -153,6 +160,8 @@ def ntuple_from_kvv(cfg: AnalysisConfig, src: str, dst: str, names: Mapping[str,
             candidates[make_root_compatible(variable)] = ak.broadcast_arrays(truth[name][:, None], index)[0]
     candidates["pt"] = ak.unflatten(np.hypot(tracks.px, tracks.py), counts)
     candidates["nPXDHits"] = ak.unflatten(tracks.n_pxd_hits.astype(np.float64), counts)
+    if best_only:
+        candidates = {name: values[chosen] for name, values in candidates.items()}
     ids = {name: np.asarray(events[name]) for name in ("__experiment__", "__run__", "__event__")}
     return write_ntuple(dst, ids, candidates, cfg.input.ntuple.tree)
 

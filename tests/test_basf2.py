@@ -116,17 +116,21 @@ def _ntuple_names(cfg) -> dict[str, str]:
     return {col: NTUPLE_NAMES.get(col, col) for col in sorted(KnunuProcessor.columns_needed(cfg))}
 
 
+def _ntuple_config(small_analysis: Path, directory: Path, *, best_only: bool) -> Path:
+    cfg = load_config(small_analysis)
+    names = _ntuple_names(cfg)
+    files = {}
+    for sample in _mc_samples(cfg):
+        files[sample.name] = [
+            str(ntuple_from_kvv(cfg, p, str(directory / f"{sample.name}_{k}.root"), names, best_only=best_only))
+            for k, p in enumerate(sample_file_paths(cfg, sample))
+        ]
+    return _basf2_config(small_analysis, directory, "basf2_ntuple", files, ntuple={"columns": names})
+
+
 @pytest.fixture(scope="module")
 def ntuple(small_analysis, tmp_path_factory) -> Path:
-    directory = tmp_path_factory.mktemp("ntuple")
-    cfg = load_config(small_analysis)
-    files, names = {}, {}
-    for sample in _mc_samples(cfg):
-        files[sample.name] = []
-        for k, p in enumerate(sample_file_paths(cfg, sample)):
-            names = _ntuple_names(cfg)
-            files[sample.name].append(str(ntuple_from_kvv(cfg, p, str(directory / f"{sample.name}_{k}.root"), names)))
-    return _basf2_config(small_analysis, directory, "basf2_ntuple", files, ntuple={"columns": names})
+    return _ntuple_config(small_analysis, tmp_path_factory.mktemp("ntuple"), best_only=False)
 
 
 @pytest.mark.slow
@@ -144,13 +148,8 @@ def test_eventbased_files_give_kvvs_histograms(trained, reference, eventbased, c
         assert record["skipped_variations"] == {}
 
 
-@pytest.mark.slow
-def test_ntuple_best_candidate_gives_kvvs_histograms(trained, reference, ntuple, tmp_path):
-    _, outputs = trained
-    shutil.copytree(outputs, tmp_path / "outputs")
-    # chunks of 700 rows cut through events: each event must still be read whole, once
-    result = process_stage(ntuple, tmp_path / "outputs", "--executor", "futures", "--workers", "2", "--chunksize", "700")
-    cfg = load_config(ntuple)
+def _assert_ntuple_histograms_match(reference: dict, result: dict, cfg) -> None:
+    """Nominal and weight-varied templates and the controls of the MC equal kvv's (object variations need objects)."""
     objects = {v.name for v in cfg.systematics.object_variations}
     mc = [s.name for s in _mc_samples(cfg)]
     compared = 0
@@ -158,7 +157,7 @@ def test_ntuple_best_candidate_gives_kvvs_histograms(trained, reference, ntuple,
         other = result["templates"][name]
         for variation in h.axes["variation"]:
             if any(variation.startswith(f"{o}_") for o in objects):
-                continue  # object variations need objects: the ntuple's templates carry the nominal
+                continue  # the ntuple's templates carry the nominal there
             for sample in mc:
                 a = h[{"dataset": sample, "variation": variation}].view(flow=True)
                 b = other[{"dataset": sample, "variation": variation}].view(flow=True)
@@ -173,10 +172,30 @@ def test_ntuple_best_candidate_gives_kvvs_histograms(trained, reference, ntuple,
             np.testing.assert_allclose(a, b, rtol=1e-12, atol=0, err_msg=f"controls/{name}/{sample}")
     assert compared > 100
     assert reference["templates"]["SR"][{"dataset": "signal", "variation": "nominal"}].values().sum() > 0
+
+
+@pytest.mark.slow
+def test_ntuple_best_candidate_gives_kvvs_histograms(trained, reference, ntuple, tmp_path):
+    _, outputs = trained
+    shutil.copytree(outputs, tmp_path / "outputs")
+    # chunks of 700 rows cut through events: each event must still be read whole, once
+    result = process_stage(ntuple, tmp_path / "outputs", "--executor", "futures", "--workers", "2", "--chunksize", "700")
+    cfg = load_config(ntuple)
+    _assert_ntuple_histograms_match(reference, result, cfg)
     summary = json.loads((tmp_path / "outputs" / cfg.name / "summary.json").read_text())
     record = summary["samples"]["charged"]
     assert record["entries_processed"] == record["entries_in_files"]  # rows
-    assert set(record["skipped_variations"]) == objects
+    assert set(record["skipped_variations"]) == {v.name for v in cfg.systematics.object_variations}
+
+
+@pytest.mark.slow
+def test_ntuple_ranked_by_basf2_gives_kvvs_histograms(small_analysis, trained, reference, tmp_path):
+    """The best candidate alone per event, as rankByHighest(numBest=1) leaves it: the same histograms."""
+    _, outputs = trained
+    config = _ntuple_config(small_analysis, tmp_path, best_only=True)
+    shutil.copytree(outputs, tmp_path / "outputs")
+    result = process_stage(config, tmp_path / "outputs", "--executor", "iterative", "--chunksize", "1000")
+    _assert_ntuple_histograms_match(reference, result, load_config(config))
 
 
 def _run_one_line_error(config: Path, tmp_path: Path, capsys, *extra: str) -> str:
