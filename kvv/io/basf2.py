@@ -143,7 +143,8 @@ def eventbased_events(events: ak.Array, meta: Mapping, settings: EventBasedInput
     start, stop = int(meta["entrystart"]), int(meta["entrystop"])
     with uproot.open(meta["filename"]) as f:
         tree = f[settings.photons_tree]
-        branches = {k: make_root_compatible(v) for k, v in settings.photons.items() if make_root_compatible(v) in tree.keys()}
+        keys = set(tree.keys())
+        branches = {k: make_root_compatible(v) for k, v in settings.photons.items() if make_root_compatible(v) in keys}
         raw = tree.arrays([*branches.values(), *EVENT_ID], entry_start=start, entry_stop=stop)
     for name in EVENT_ID:
         if not np.array_equal(ak.to_numpy(raw[name]), ak.to_numpy(events[name])):
@@ -185,7 +186,6 @@ def ntuple_best_candidates(meta: Mapping, settings: NtupleInput, truth: Mapping[
         rows = tree.arrays(sorted({*branches.values(), *ranking, CANDIDATE, *EVENT_ID}), entry_start=first, entry_stop=last, library="np")
     n_rows = last - first
     event = np.cumsum(rows[CANDIDATE] == 0) - 1 if n_rows else np.zeros(0, dtype=np.int64)
-    n_events = int(event[-1]) + 1 if n_rows else 0
     eligible = np.ones(n_rows, dtype=bool)
     for variable, (lo, hi) in settings.eligible.items():
         values = rows[make_root_compatible(variable)]
@@ -205,5 +205,4 @@ def ntuple_best_candidates(meta: Mapping, settings: NtupleInput, truth: Mapping[
     columns["has_kaon"] = has
     for name in EVENT_ID:
         columns[name] = np.asarray(rows[name], dtype=np.int64)[best]
-    assert len(best) == n_events
     return columns, n_rows

@@ -15,10 +15,20 @@ import numpy as np
 
 
 @dataclass(frozen=True)
-class TrackColumns:
-    """Cleaned tracks of a batch, lab frame, in GeV/c and cm."""
+class _Collection:
+    """Objects of event i are ``content[offsets[i]:offsets[i + 1]]``."""
 
     offsets: np.ndarray  # int64, n_events + 1
+
+    @property
+    def n_events(self) -> int:
+        return len(self.offsets) - 1
+
+
+@dataclass(frozen=True)
+class TrackColumns(_Collection):
+    """Cleaned tracks of a batch, lab frame, in GeV/c and cm."""
+
     px: np.ndarray  # float64
     py: np.ndarray
     pz: np.ndarray
@@ -29,23 +39,14 @@ class TrackColumns:
     kaon_id: np.ndarray  # float64
     pion_id: np.ndarray  # float64
 
-    @property
-    def n_events(self) -> int:
-        return len(self.offsets) - 1
-
 
 @dataclass(frozen=True)
-class PhotonColumns:
+class PhotonColumns(_Collection):
     """Cleaned photons (ECL clusters) of a batch, lab frame, GeV and rad."""
 
-    offsets: np.ndarray  # int64, n_events + 1
     energy: np.ndarray  # float64
     theta: np.ndarray
     phi: np.ndarray
-
-    @property
-    def n_events(self) -> int:
-        return len(self.offsets) - 1
 
 
 @dataclass(frozen=True)
