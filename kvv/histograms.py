@@ -1,16 +1,22 @@
 """hist histograms of the analysis: fit templates per region and control distributions.
 
 Every histogram is booked with the full, fixed list of samples and variations,
-so histograms from any chunk, worker or executor add bin by bin.
+so histograms from any chunk, worker or executor add bin by bin. While chunks
+are processed and merged, a histogram is a :class:`SumHistogram`: its sums are
+integers, which add exactly in any order, so the merged histograms are the same
+bits whatever the chunk size, the worker count or the order of the merge. It
+becomes a ``hist.Hist`` once, after the merge (:func:`to_hist`).
 """
 
 from __future__ import annotations
 
+import math
 import pickle
 from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import boost_histogram as bh
 import hist
 import numpy as np
 import uproot
@@ -23,6 +29,115 @@ if TYPE_CHECKING:
     from hist.basehist import InnerIndexing
 
 NOMINAL = "nominal"
+
+#: a sample's weights are rounded to multiples of 2**-WEIGHT_BITS of its weight scale
+#: (relative 2e-10, far below any physics precision); int64 sums then hold the
+#: weights of about 2**(63 - WEIGHT_BITS) = 2e9 events of the scale, exactly
+WEIGHT_BITS = 32
+
+
+def weight_unit(scale: float) -> float:
+    """The fixed-point unit of the weights of a sample whose per-event weight is about ``scale``: a power of two."""
+    return 2.0 ** (math.frexp(abs(scale))[1] - WEIGHT_BITS)
+
+
+class SumHistogram:
+    """A histogram being filled: per sample, sums of weights and of squared weights as integer multiples of a unit.
+
+    Floating-point sums depend on the order of their terms, so float histograms
+    filled chunk by chunk differ in their last bits with the chunking and with
+    the order in which the executor merges. Here each weight is rounded once to
+    a multiple of its sample's :func:`weight_unit` and the sums are int64: the
+    same events give the same sums in any grouping. Bin positions are those of
+    ``hist.Hist.fill`` (flow bins, the closed last edge of a flow-less axis).
+    The first axis is the sample axis ``dataset``; the values of the others are
+    arrays, or a string for a category axis filled with one category.
+    """
+
+    def __init__(self, *axes: bh.axis.Axis):
+        self.axes = axes
+        self.shape = tuple(a.extent for a in axes[1:])
+        #: sample -> (unit, sum of w / unit, sum of w^2 / unit^2 * 2**WEIGHT_BITS)
+        self.sums: dict[str, tuple[float, np.ndarray, np.ndarray]] = {}
+
+    def fill(self, dataset: str, *, weight: np.ndarray | None = None, scale: float = 1.0, **values: np.ndarray | str) -> None:
+        """Add events of sample ``dataset`` (unit weights without ``weight``); ``scale``: the sample's per-event weight."""
+        n = next(len(v) for v in values.values() if not isinstance(v, str))
+        index = np.zeros(n, dtype=np.int64)
+        keep = np.ones(n, dtype=bool)
+        for axis, extent in zip(self.axes[1:], self.shape, strict=True):
+            position, kept = _flow_positions(axis, values[axis.name])
+            index = index * extent + position
+            keep &= kept
+        w = np.ones(n) if weight is None else np.asarray(weight, dtype=np.float64)
+        unit = weight_unit(scale)
+        unit2 = unit * unit * 2.0**WEIGHT_BITS
+        if n and not np.abs(w).max() < unit * 2.0**62:
+            raise ValueError(f"sample {dataset}: weights up to {np.abs(w).max():g} are far above its scale {scale:g}")
+        sumw, sumw2 = self._sums(dataset, unit)
+        index, w = index[keep], w[keep]
+        np.add.at(sumw.reshape(-1), index, np.rint(w / unit).astype(np.int64))
+        np.add.at(sumw2.reshape(-1), index, np.rint(w * w / unit2).astype(np.int64))
+
+    def _sums(self, dataset: str, unit: float) -> tuple[np.ndarray, np.ndarray]:
+        if dataset not in self.sums:
+            self.axes[0].index(dataset)  # KeyError for a sample the histogram was not booked with
+            self.sums[dataset] = (unit, np.zeros(self.shape, np.int64), np.zeros(self.shape, np.int64))
+        held, sumw, sumw2 = self.sums[dataset]
+        if held != unit:
+            raise ValueError(f"sample {dataset}: filled with weight scales of different units ({held:g}, {unit:g})")
+        return sumw, sumw2
+
+    def __add__(self, other: SumHistogram) -> SumHistogram:
+        out = SumHistogram(*self.axes)
+        out.sums = dict(self.sums)
+        return out.__iadd__(other)
+
+    def __iadd__(self, other: SumHistogram) -> SumHistogram:
+        for dataset, (unit, sumw, sumw2) in other.sums.items():
+            if dataset not in self.sums:
+                self.sums[dataset] = (unit, sumw.copy(), sumw2.copy())
+                continue
+            held, mine, mine2 = self.sums[dataset]
+            if held != unit:
+                raise ValueError(f"sample {dataset}: merging sums of different units ({held:g}, {unit:g})")
+            self.sums[dataset] = (unit, _exact_sum(mine, sumw, dataset), _exact_sum(mine2, sumw2, dataset))
+        return self
+
+    def to_hist(self) -> hist.Hist:
+        """The ``hist.Hist`` (Weight storage) of the sums."""
+        h = hist.Hist(*self.axes, storage=hist.storage.Weight())
+        view = h.view(flow=True)
+        for dataset, (unit, sumw, sumw2) in self.sums.items():
+            i = self.axes[0].index(dataset)
+            view[i]["value"] = sumw.astype(np.float64) * unit
+            view[i]["variance"] = sumw2.astype(np.float64) * (unit * unit * 2.0**WEIGHT_BITS)
+        return h
+
+
+def _flow_positions(axis: bh.axis.Axis, values: np.ndarray | str) -> tuple[np.ndarray, np.ndarray]:
+    """Each value's index in the axis's flow view, and whether ``Hist.fill`` keeps it."""
+    if isinstance(values, str):  # one category for all events
+        return np.asarray(axis.index(values)), np.asarray(True)
+    if isinstance(axis, hist.axis.IntCategory):  # its index() raises for a value it does not hold; fill books it as overflow
+        found = np.asarray(values)[:, None] == np.asarray(list(axis))[None, :]
+        index = np.where(found.any(axis=1), found.argmax(axis=1), len(axis))
+    else:  # index() is vectorised, though boost-histogram's annotations name scalars only
+        index = np.asarray(axis.index(values))  # type: ignore[arg-type]
+    keep = ((index >= 0) | axis.traits.underflow) & ((index < len(axis)) | axis.traits.overflow)
+    return index + int(axis.traits.underflow), keep
+
+
+def _exact_sum(a: np.ndarray, b: np.ndarray, dataset: str) -> np.ndarray:
+    total = a + b
+    if np.any(((a ^ total) & (b ^ total)) < 0):
+        raise OverflowError(f"sample {dataset}: the weight sums exceed int64; raise kvv.histograms.WEIGHT_BITS's headroom")
+    return total
+
+
+def to_hist(histograms: Mapping[str, SumHistogram]) -> dict[str, hist.Hist]:
+    """The merged :class:`SumHistogram` objects of a group as ``hist.Hist``."""
+    return {name: h.to_hist() for name, h in histograms.items()}
 
 
 def project(h: hist.Hist, index: Mapping[int | str, InnerIndexing]) -> hist.Hist:
@@ -70,28 +185,27 @@ def _sample_axis(cfg: AnalysisConfig) -> hist.axis.StrCategory:
     return hist.axis.StrCategory([s.name for s in cfg.samples], name="dataset")
 
 
-def template_histogram(cfg: AnalysisConfig, region: Region) -> hist.Hist:
+def template_histogram(cfg: AnalysisConfig, region: Region) -> SumHistogram:
     """Empty template histogram of a region: dataset (sample) x variation x fit variables.
 
     The sample axis is called ``dataset`` because ``sample`` is a keyword of ``Hist.fill``.
     """
-    axes: list[hist.axis.AxisProtocol] = [_sample_axis(cfg), hist.axis.StrCategory(variation_names(cfg), name="variation")]
+    axes: list[bh.axis.Axis] = [_sample_axis(cfg), hist.axis.StrCategory(variation_names(cfg), name="variation")]
     axes += [hist.axis.Variable(a.edges, name=a.variable, label=a.label or a.variable, flow=False) for a in region.axes]
-    return hist.Hist(*axes, storage=hist.storage.Weight())
+    return SumHistogram(*axes)
 
 
-def control_histogram(cfg: AnalysisConfig, control: ControlHistogram) -> hist.Hist:
+def control_histogram(cfg: AnalysisConfig, control: ControlHistogram) -> SumHistogram:
     """Empty control histogram: sample (x split category) x one variable, with flow bins."""
     split = [] if control.split_by is None else [hist.axis.IntCategory(list(control.categories), name=control.split_by)]
-    return hist.Hist(
+    return SumHistogram(
         _sample_axis(cfg),
         *split,
         hist.axis.Regular(control.bins, control.start, control.stop, name=control.variable, label=control.label or control.variable),
-        storage=hist.storage.Weight(),
     )
 
 
-def book(cfg: AnalysisConfig) -> dict[str, dict[str, hist.Hist]]:
+def book(cfg: AnalysisConfig) -> dict[str, dict[str, SumHistogram]]:
     """All histograms of an analysis, empty: ``{"templates": {region: h}, "controls": {var: h}}``."""
     return {
         "templates": {r.name: template_histogram(cfg, r) for r in cfg.regions},
@@ -100,22 +214,20 @@ def book(cfg: AnalysisConfig) -> dict[str, dict[str, hist.Hist]]:
 
 
 def fill_template(
-    h: hist.Hist,
+    h: SumHistogram,
     region: Region,
     sample: str,
     variation: str,
     columns: Mapping[str, np.ndarray],
     weights: np.ndarray,
+    scale: float,
 ) -> None:
-    """Fill one region's template with the events given (already selected)."""
-    # Bins are [lo, hi): a score of exactly the last edge (BDT2 = 1.0 in float32)
-    # would fall into the overflow, which the fit does not see; keep it in the last bin.
-    values = {
-        a.variable: np.where(columns[a.variable] == a.edges[-1], np.nextafter(a.edges[-1], -np.inf), columns[a.variable])
-        for a in region.axes
-    }
-    # the fit variables are keyword arguments of fill, which mypy also matches against its `threads: int`
-    h.fill(dataset=sample, variation=variation, **values, weight=weights)  # type: ignore[arg-type]
+    """Fill one region's template with the events given (already selected); ``scale``: the sample's per-event weight.
+
+    The fit axes have no flow bins, so their last edge is closed: a BDT2 score of
+    exactly 1.0 (float32) is in the last bin.
+    """
+    h.fill(sample, variation=variation, **{a.variable: columns[a.variable] for a in region.axes}, weight=weights, scale=scale)
 
 
 def templates_for_fit(

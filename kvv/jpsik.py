@@ -22,6 +22,7 @@ import numpy as np
 from kvv import selection
 from kvv.config.reconstruction import JpsiKCuts
 from kvv.physics import kinematics as kin
+from kvv.physics import randoms
 from kvv.physics.columns import BeamColumns, TrackColumns, subset
 from kvv.physics.formfactors import dgamma_dq2
 from kvv.physics.kinematics import jit
@@ -137,30 +138,32 @@ def _sm_q2_density(q2: np.ndarray, m_b: float, m_k: float) -> np.ndarray:
     return out
 
 
-def sample_sm_q2(n: int, rng: np.random.Generator, m_b: float = M_BPLUS, m_k: float = M_KAON) -> np.ndarray:
-    """n values of q^2 from the SM B -> K nu nubar spectrum (same form factor as kvv.simulate)."""
+def sample_sm_q2(uniform: np.ndarray, m_b: float = M_BPLUS, m_k: float = M_KAON) -> np.ndarray:
+    """q^2 from the SM B -> K nu nubar spectrum (same form factor as kvv.simulate), one per uniform in [0, 1).
+
+    Inverse transform of the tabulated CDF: one value per uniform, so an event's
+    q^2 depends on its own random number only, not on the other events of its chunk.
+    """
     q2_max = (m_b - m_k) ** 2
-    ceiling = 1.05 * _sm_q2_density(np.linspace(0.0, q2_max, 2001), m_b, m_k).max()
-    out = np.empty(0)
-    while len(out) < n:
-        q2 = rng.uniform(0.0, q2_max, 2 * (n - len(out)) + 16)
-        accept = rng.uniform(0.0, ceiling, len(q2)) < _sm_q2_density(q2, m_b, m_k)
-        out = np.concatenate([out, q2[accept]])
-    return out[:n]
+    grid = np.linspace(0.0, q2_max, 4001)
+    density = _sm_q2_density(grid, m_b, m_k)
+    cdf = np.concatenate([[0.0], np.cumsum(0.5 * (density[1:] + density[:-1]) * np.diff(grid))])
+    return np.interp(uniform, cdf / cdf[-1], grid)
 
 
-def signal_like_kaon(b_lab: np.ndarray, q2: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def signal_like_kaon(b_lab: np.ndarray, q2: np.ndarray, u_cos: np.ndarray, u_phi: np.ndarray) -> np.ndarray:
     """Lab four-momenta (n, 4) of a K+ from B+ -> K+ nu nubar at ``q2``, for B momenta ``b_lab``.
 
-    The kaon is isotropic in the B rest frame with |p| = lambda^1/2(mB^2, mK^2, q^2) / 2 mB;
-    the boost uses the reconstructed B momentum with the nominal B mass.
+    The kaon is isotropic in the B rest frame (direction from the uniforms ``u_cos``,
+    ``u_phi`` in [0, 1)) with |p| = lambda^1/2(mB^2, mK^2, q^2) / 2 mB; the boost uses
+    the reconstructed B momentum with the nominal B mass.
     """
     n = len(q2)
     m_nunu = np.sqrt(q2)
     p = np.sqrt(np.maximum((M_BPLUS**2 - (M_KAON + m_nunu) ** 2) * (M_BPLUS**2 - (M_KAON - m_nunu) ** 2), 0.0))
     p /= 2.0 * M_BPLUS
-    cos_t = rng.uniform(-1.0, 1.0, n)
-    phi = rng.uniform(-np.pi, np.pi, n)
+    cos_t = 2.0 * np.asarray(u_cos) - 1.0
+    phi = np.pi * (2.0 * np.asarray(u_phi) - 1.0)
     sin_t = np.sqrt(1.0 - cos_t**2)
     k_rest = np.stack([np.sqrt(p**2 + M_KAON**2), p * sin_t * np.cos(phi), p * sin_t * np.sin(phi), p * cos_t], axis=1)
     b_p = b_lab[:, 1:]
@@ -171,13 +174,15 @@ def signal_like_kaon(b_lab: np.ndarray, q2: np.ndarray, rng: np.random.Generator
 
 
 def signal_proxy(
-    tracks: TrackColumns, candidates: Mapping[str, np.ndarray], rng: np.random.Generator
+    tracks: TrackColumns, candidates: Mapping[str, np.ndarray], event_number: np.ndarray, seed: int
 ) -> tuple[TrackColumns, np.ndarray, np.ndarray]:
     """Tracks of the signal proxy: dimuon removed, kaon momentum signal-like.
 
-    Events without a B candidate are returned unchanged. Returns the new columns,
-    the per-event generated q^2 (-1 without candidate), for checks, and the mask
-    of the input tracks that were kept (to align per-track truth with the proxy).
+    The proxy's random numbers are hashes of (``event_number``, ``seed``): an event's
+    proxy is the same however its file is chunked. Events without a B candidate are
+    returned unchanged. Returns the new columns, the per-event generated q^2 (-1
+    without candidate), for checks, and the mask of the input tracks that were kept
+    (to align per-track truth with the proxy).
     """
     daughters = candidates["daughters"]
     has = candidates["has_b"]
@@ -185,9 +190,15 @@ def signal_proxy(
     keep = np.ones(len(tracks.px), dtype=bool)
     keep[first[has] + daughters[has, 0]] = False
     keep[first[has] + daughters[has, 1]] = False
+    events = np.asarray(event_number)[has]
     q2 = np.full(len(has), -1.0)
-    q2[has] = sample_sm_q2(int(has.sum()), rng)
-    kaon = signal_like_kaon(candidates["b_p4_lab"][has], q2[has], rng)
+    q2[has] = sample_sm_q2(randoms.hash_uniform(events, 0, seed, "jpsik proxy q2"))
+    kaon = signal_like_kaon(
+        candidates["b_p4_lab"][has],
+        q2[has],
+        randoms.hash_uniform(events, 0, seed, "jpsik proxy cos theta"),
+        randoms.hash_uniform(events, 0, seed, "jpsik proxy phi"),
+    )
     px, py, pz = tracks.px.copy(), tracks.py.copy(), tracks.pz.copy()
     k_flat = first[has] + daughters[has, 2]
     px[k_flat], py[k_flat], pz[k_flat] = kaon[:, 1], kaon[:, 2], kaon[:, 3]

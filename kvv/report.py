@@ -14,6 +14,7 @@ import numpy as np
 
 from kvv.config import AnalysisConfig, ControlHistogram
 from kvv.histograms import NOMINAL, project, variances_of
+from kvv.io.artefacts import atomic_path
 from kvv.peaks import fit_resonance
 
 log = logging.getLogger(__name__)
@@ -31,24 +32,26 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-def cutflow_markdown(cutflow: Mapping[str, Mapping[str, np.ndarray]]) -> str:
-    """One table per sample: step, raw events, weighted events, efficiency w.r.t. the first row."""
+def cutflow_json(cutflow: Mapping[str, Mapping[str, int]], weights: Mapping[str, float | None]) -> dict:
+    """``{sample: {step: {"events", "weighted"}}}``: the counts and the counts times each sample's per-event weight."""
+    return {
+        sample: {step: {"events": int(n), "weighted": int(n) * float(weights.get(sample) or 1.0)} for step, n in rows.items()}
+        for sample, rows in cutflow.items()
+    }
+
+
+def cutflow_markdown(table: Mapping[str, Mapping[str, Mapping[str, float]]]) -> str:
+    """One table per sample of :func:`cutflow_json`: step, raw events, weighted events, efficiency w.r.t. the first row."""
     lines = []
-    for sample, rows in cutflow.items():
+    for sample, rows in table.items():
         lines += [f"### {sample}", "", "| step | events | weighted | efficiency |", "|---|---:|---:|---:|"]
         first = None
-        for step, (raw, weighted) in rows.items():
-            first = first if first is not None else raw
-            eff = raw / first if first else 0.0
-            lines.append(f"| {step} | {int(raw)} | {weighted:.6g} | {eff:.4f} |")
+        for step, row in rows.items():
+            first = first if first is not None else row["events"]
+            eff = row["events"] / first if first else 0.0
+            lines.append(f"| {step} | {int(row['events'])} | {row['weighted']:.6g} | {eff:.4f} |")
         lines.append("")
     return "\n".join(lines)
-
-
-def cutflow_json(cutflow: Mapping[str, Mapping[str, np.ndarray]]) -> dict:
-    return {
-        sample: {step: {"events": int(row[0]), "weighted": float(row[1])} for step, row in rows.items()} for sample, rows in cutflow.items()
-    }
 
 
 def region_yields(templates: Mapping, cfg: AnalysisConfig, produced: Mapping[str, float]) -> dict:
@@ -144,7 +147,8 @@ def _stacked_plot(h, variable: str, cfg: AnalysisConfig, resonance: str, title: 
         ax.set_yscale("log")
     ax.set_title(title, fontsize=14)
     ax.legend(fontsize=11, ncols=2)
-    fig.savefig(path, dpi=90, bbox_inches="tight")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=90, bbox_inches="tight")
     plt.close(fig)
     return path
 
@@ -242,7 +246,8 @@ def validation_plots(controls: Mapping, mc: str, data: str, outdir: Path, fits: 
         ax.set_ylabel("events")
         ax.legend(fontsize=11)
         path = outdir / f"jpsik_{variable}.png"
-        fig.savefig(path, dpi=90, bbox_inches="tight")
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=90, bbox_inches="tight")
         plt.close(fig)
         written.append(path)
     return written

@@ -23,7 +23,7 @@ from coffea import processor
 from kvv import bdt, cluster, fit, histograms, jpsik, report, systematics
 from kvv.config import DEFAULT_CONFIG, AnalysisConfig, ConfigError, load_config
 from kvv.io import inputs
-from kvv.io.artefacts import OutputsInUseError, SampleRecord, outputs_lock, write_json
+from kvv.io.artefacts import OutputsInUseError, SampleRecord, outputs_lock, write_json, write_text
 from kvv.io.samplefiles import sample_file_paths
 from kvv.io.schema import Belle2Schema
 from kvv.peaks import fit_mbc_peak
@@ -197,14 +197,16 @@ def stage_process(cfg: AnalysisConfig, execution: cluster.Execution, args: argpa
     hists = {"templates": output["templates"], "controls": output["controls"]}
     histograms.save_pickle(hists, out / "histograms.pkl")
     histograms.save_root(hists, out / "histograms.root")
-    (out / "cutflow.md").write_text(f"# Cutflow: {cfg.name}\n\n" + report.cutflow_markdown(output["cutflow"]))
-    write_json(report.cutflow_json(output["cutflow"]), out / "cutflow.json")
+    cutflow = report.cutflow_json(output["cutflow"], {name: f.get("metadata", {}).get("weight") for name, f in files.items()})
+    write_text(f"# Cutflow: {cfg.name}\n\n" + report.cutflow_markdown(cutflow), out / "cutflow.md")
+    write_json(cutflow, out / "cutflow.json")
     report.control_plots(output["controls"], cfg, out / "plots")
     shapes = report.signal_shapes(output["controls"], cfg)
     write_json(shapes, out / "signal_shapes.json")
-    (out / "signal_shapes.md").write_text(
+    write_text(
         f"# Signal MC in the control distributions: {cfg.name}\n\nAfter the preselection, nominal weights, "
-        "inside each control's range.\n\n" + report.signal_shapes_markdown(shapes)
+        "inside each control's range.\n\n" + report.signal_shapes_markdown(shapes),
+        out / "signal_shapes.md",
     )
     summary = {
         "analysis": cfg.name,
@@ -226,9 +228,10 @@ def stage_process(cfg: AnalysisConfig, execution: cluster.Execution, args: argpa
     write_json(yields, out / "regions.json")
     if cfg.validation is not None and use_models:
         stage_validation(cfg, execution, args, out, model_dir)
-    (out / "regions.md").write_text(
+    write_text(
         f"# Signal and background per fit region: {cfg.name}\n\nNominal MC yields at the analysis luminosity; "
-        "ε = a signal sample's yield in the region over its produced events.\n\n" + report.region_yields_markdown(yields)
+        "ε = a signal sample's yield in the region over its produced events.\n\n" + report.region_yields_markdown(yields),
+        out / "regions.md",
     )
     return summary
 
@@ -247,6 +250,7 @@ def stage_validation(cfg: AnalysisConfig, execution: cluster.Execution, args: ar
         log.warning("J/psi K+ validation: %s", exc)
         ratio, error = float("nan"), float("nan")
     efficiency = {name: jpsik.selection_efficiency(s, val.cuts) for name, s in scores.items()}
+    cutflow = report.cutflow_json(output["cutflow"], {})  # the proxy's efficiencies are per event: unit weights
     mbc_peaks = _fit_mbc_peaks(output["controls"]["mbc"], (val.mc.name, val.data.name))
     candidates = {name: len(s["bdt2"]) for name, s in scores.items()}
     result = {
@@ -256,12 +260,12 @@ def stage_validation(cfg: AnalysisConfig, execution: cluster.Execution, args: ar
         "ratio_error": error,
         "candidates": candidates,
         "mbc_fit": {name: dataclasses.asdict(peak) for name, peak in mbc_peaks.items()},
-        "cutflow": report.cutflow_json(output["cutflow"]),
+        "cutflow": cutflow,
         "entries": {name: int(v[0]) for name, v in output["entries"].items()},
     }
     write_json(result, out / "jpsik_validation.json")
     cut_text = ", ".join(f"{k} in [{lo}, {hi})" for k, (lo, hi) in val.cuts.items())
-    (out / "jpsik_validation.md").write_text(
+    write_text(
         f"# B+ -> J/psi K+ signal-proxy validation: {cfg.name}\n\n"
         f"Selection ({cut_text}) efficiency of the signal proxy:\n\n"
         + "\n".join(f"- {name}: {e:.4f} ± {err:.4f} ({candidates[name]} candidates)" for name, (e, err) in efficiency.items())
@@ -273,7 +277,8 @@ def stage_validation(cfg: AnalysisConfig, execution: cluster.Execution, args: ar
             for name, p in mbc_peaks.items()
         )
         + "\n\n"
-        + report.cutflow_markdown(output["cutflow"])
+        + report.cutflow_markdown(cutflow),
+        out / "jpsik_validation.md",
     )
     report.validation_plots(output["controls"], val.mc.name, val.data.name, out / "plots", fits={"mbc": mbc_peaks.get(val.data.name)})
     log.info("J/psi K+ proxy efficiency ratio data/MC = %.3f +- %.3f", ratio, error)

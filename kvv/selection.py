@@ -121,10 +121,12 @@ def interval_mask(columns: Mapping[str, np.ndarray], cuts: Mapping[str, tuple[fl
     return mask
 
 
-def cutflow_row(mask: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """``[raw count, weighted count]`` of the events passing ``mask``.
+def cutflow_row(mask: np.ndarray) -> int:
+    """The number of events passing ``mask``.
 
-    Cutflows are plain ``{step: row}`` dicts, so coffea merges chunks and
-    executors by adding rows; raw counts stay exact in float64 below 2**53.
+    Cutflows are plain ``{step: count}`` dicts, so coffea merges chunks and
+    executors by adding integers, exactly in any order. Before the templates'
+    weights every event of a sample weighs the same, so the weighted cutflow is
+    the count times the sample's weight (:func:`kvv.report.cutflow_json`).
     """
-    return np.array([np.count_nonzero(mask), np.sum(weights[mask])], dtype=np.float64)
+    return int(np.count_nonzero(mask))

@@ -24,7 +24,6 @@ assumptions stated next to them; replace them by the collaboration's values.
 from __future__ import annotations
 
 import functools
-import zlib
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, fields, replace
 from typing import Protocol, cast
@@ -53,6 +52,7 @@ from kvv.config.systematics import (
 from kvv.physics.columns import PhotonColumns, TrackColumns
 from kvv.physics.formfactors import BZ_M1, BZ_R1, BZ_R2, dgamma_dq2, fplus
 from kvv.physics.kinematics import pdg_mass
+from kvv.physics.randoms import hash_normal, hash_uniform
 
 KAON_PDG = 321
 # the q^2 range of B+ -> K+ nu nubar
@@ -338,30 +338,6 @@ def mirror(nominal: np.ndarray, varied: np.ndarray) -> np.ndarray:
 
 
 TRACK_FIELDS = tuple(f.name for f in fields(TrackColumns) if f.name != "offsets")
-
-
-def _splitmix64(x: np.ndarray) -> np.ndarray:
-    """SplitMix64 finaliser: a bijective, well-mixed map of uint64 (wrapping arithmetic)."""
-    with np.errstate(over="ignore"):
-        x = x + np.uint64(0x9E3779B97F4A7C15)
-        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return x ^ (x >> np.uint64(31))
-
-
-def hash_uniform(event: np.ndarray, index: np.ndarray, seed: int, salt: str) -> np.ndarray:
-    """Uniform numbers in [0, 1) that depend only on (event, index, seed, salt)."""
-    key = np.uint64((zlib.crc32(salt.encode()) << 32) | (seed & 0xFFFFFFFF))
-    h = _splitmix64(np.asarray(event).astype(np.uint64) ^ _splitmix64(np.full(1, key))[0])
-    h = _splitmix64(h ^ np.asarray(index).astype(np.uint64))
-    return (h >> np.uint64(11)).astype(np.float64) * 2.0**-53
-
-
-def hash_normal(event: np.ndarray, index: np.ndarray, seed: int, salt: str) -> np.ndarray:
-    """Standard normal numbers from two hash uniforms (Box-Muller)."""
-    u1 = hash_uniform(event, index, seed, salt + ":1")
-    u2 = hash_uniform(event, index, seed, salt + ":2")
-    return np.sqrt(-2.0 * np.log1p(-u1)) * np.cos(2.0 * np.pi * u2)
 
 
 def _per_object(offsets: np.ndarray, event_number: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

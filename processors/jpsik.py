@@ -10,14 +10,13 @@ efficiency's denominator is every reconstructed B candidate.
 
 from __future__ import annotations
 
-import zlib
 from pathlib import Path
 
 import awkward as ak
 import hist
 import numpy as np
 
-from kvv import jpsik, selection
+from kvv import histograms, jpsik, selection
 from kvv.config import AnalysisConfig
 from kvv.config.analysis import JpsiKValidation
 from processors.knunu import KnunuProcessor, keep_track_truth
@@ -25,16 +24,12 @@ from processors.knunu import KnunuProcessor, keep_track_truth
 SCORES = ("bdt1", "bdt2")
 
 
-def book_controls(names: list[str], validation: JpsiKValidation) -> dict[str, hist.Hist]:
+def book_controls(names: list[str], validation: JpsiKValidation) -> dict[str, histograms.SumHistogram]:
     """Mbc and Delta E of the B candidates and BDT2 of their proxies, per sample."""
     dataset = hist.axis.StrCategory(names, name="dataset")
     labels = {"mbc": r"$M_{bc}$ [GeV/c$^2$]", "delta_e": r"$\Delta E$ [GeV]", "proxy_bdt2": "BDT2 of the signal proxy"}
     return {
-        name: hist.Hist(
-            dataset,
-            hist.axis.Regular(b.bins, b.start, b.stop, name=name, label=label),
-            storage=hist.storage.Weight(),
-        )
+        name: histograms.SumHistogram(dataset, hist.axis.Regular(b.bins, b.start, b.stop, name=name, label=label))
         for name, label in labels.items()
         for b in [getattr(validation, name)]
     }
@@ -63,9 +58,7 @@ class JpsiKProcessor(KnunuProcessor):
         candidates = jpsik.reconstruct_jpsik(tracks, muon_id, beam, validation.candidates)
         has_b = candidates["has_b"]
 
-        # one stream per sample and chunk: identical proxies on every executor for the same chunking
-        rng = np.random.default_rng([validation.seed, zlib.crc32(name.encode()), int(events.metadata["entrystart"])])
-        proxy, _, kept = jpsik.signal_proxy(tracks, candidates, rng)
+        proxy, _, kept = jpsik.signal_proxy(tracks, candidates, event_number, validation.seed)
         proxy_truth = keep_track_truth(truth, kept)
         columns, passed, _ = self._select(events, proxy, photons, proxy_truth, event_number, ones)
 
@@ -78,14 +71,14 @@ class JpsiKProcessor(KnunuProcessor):
         selected = selection.interval_mask({k: v[0] for k, v in scores.items()}, validation.cuts)
 
         controls = book_controls([validation.mc.name, validation.data.name], validation)
-        controls["mbc"].fill(dataset=name, mbc=candidates["mbc"][has_b])
-        controls["delta_e"].fill(dataset=name, delta_e=candidates["delta_e"][has_b])
-        controls["proxy_bdt2"].fill(dataset=name, proxy_bdt2=np.nan_to_num(scores["bdt2"][0], nan=-1.0))
+        controls["mbc"].fill(name, mbc=candidates["mbc"][has_b])
+        controls["delta_e"].fill(name, delta_e=candidates["delta_e"][has_b])
+        controls["proxy_bdt2"].fill(name, proxy_bdt2=np.nan_to_num(scores["bdt2"][0], nan=-1.0))
         cutflow = {
-            "entries read": selection.cutflow_row(ones.astype(bool), ones),
-            "J/psi K+ candidate": selection.cutflow_row(has_b, ones),
-            "proxy preselected": selection.cutflow_row(has_b & passed, ones),
-            "proxy BDT cuts": np.array([np.count_nonzero(selected), np.count_nonzero(selected)], dtype=np.float64),
+            "entries read": n_events,
+            "J/psi K+ candidate": selection.cutflow_row(has_b),
+            "proxy preselected": selection.cutflow_row(has_b & passed),
+            "proxy BDT cuts": selection.cutflow_row(selected),
         }
         return {
             "entries": {name: np.array([n_events], dtype=np.int64)},

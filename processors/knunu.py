@@ -80,10 +80,9 @@ class KnunuProcessor(processor.ProcessorABC):
 
         columns, passed, cutflow = self._select(events, tracks, photons, truth, event_number, weights)
         if not finite.all():
-            all_weights = np.full(n_read, float(meta["weight"]))
             cutflow = {
-                "entries read": selection.cutflow_row(np.ones(n_read, dtype=bool), all_weights),
-                "finite input": selection.cutflow_row(finite, all_weights),
+                "entries read": n_read,
+                "finite input": selection.cutflow_row(finite),
                 **{step: row for step, row in cutflow.items() if step != "entries read"},
             }
         out = self._fill(meta, sample, columns, weights[passed], cutflow, n_read)
@@ -95,7 +94,9 @@ class KnunuProcessor(processor.ProcessorABC):
                 varied, varied_weights = columns, self._corrected(sample, columns, weights[passed])
             else:
                 varied, varied_weights = self._shifted(shift, sample, events, tracks, photons, truth, event_number, weights)
-            self._fill_templates(out, sample, shift.name, varied, self._nominal_weights(sample, varied, varied_weights))
+            self._fill_templates(
+                out, sample, shift.name, varied, self._nominal_weights(sample, varied, varied_weights), float(meta["weight"])
+            )
         return out
 
     def _finite(self, events: ak.Array, meta: dict) -> np.ndarray:
@@ -125,9 +126,9 @@ class KnunuProcessor(processor.ProcessorABC):
             out["tables"] = {sample.name: [self._write_table(self.table_dir, meta, columns, selected_weights)]}
             return out
         booked = histograms.book(self.cfg)
-        self._fill_controls(booked, sample, columns, selected_weights)
+        self._fill_controls(booked, sample, columns, selected_weights, float(meta["weight"]))
         for variation, w in self._variation_weights(sample, columns, selected_weights).items():
-            self._fill_templates(booked, sample, variation, columns, w)
+            self._fill_templates(booked, sample, variation, columns, w, float(meta["weight"]))
         out.update(booked)
         return out
 
@@ -146,7 +147,7 @@ class KnunuProcessor(processor.ProcessorABC):
         if self.table_dir is None:
             nominal = self._nominal_weights(sample, selected, self._corrected(sample, selected, weights[passed]))
             for shift in sy.object_shifts(cfg.systematics):
-                self._fill_templates(out, sample, shift.name, selected, nominal)
+                self._fill_templates(out, sample, shift.name, selected, nominal, float(meta["weight"]))
         return out
 
     def clean_objects(self, events: ak.Array) -> tuple[TrackColumns, PhotonColumns, dict[str, np.ndarray]]:
@@ -174,11 +175,11 @@ class KnunuProcessor(processor.ProcessorABC):
     def _select_columns(self, columns: dict[str, np.ndarray], weights: np.ndarray) -> tuple[dict, np.ndarray, dict]:
         """The preselection and the BDT scores on per-event columns, with the cutflow."""
         cfg = self.cfg
-        cutflow = {"entries read": selection.cutflow_row(np.ones(len(weights), dtype=bool), weights)}
+        cutflow = {"entries read": len(weights)}
         passed = np.ones(len(weights), dtype=bool)
         for step, mask in selection.preselection_steps(columns, cfg.preselection).items():
             step = self.candidate_step if step == "kaon candidate" else step
-            cutflow[step] = selection.cutflow_row(mask, weights)
+            cutflow[step] = selection.cutflow_row(mask)
             passed = mask
         selected = {name: values[passed] for name, values in columns.items()}
         if self.model_dir is not None:
@@ -234,7 +235,7 @@ class KnunuProcessor(processor.ProcessorABC):
             out[name] = nominal * factor
         return out
 
-    def _fill_controls(self, booked: dict, sample: Sample, columns: dict[str, np.ndarray], weights: np.ndarray) -> None:
+    def _fill_controls(self, booked: dict, sample: Sample, columns: dict[str, np.ndarray], weights: np.ndarray, scale: float) -> None:
         nominal = self._nominal_weights(sample, columns, weights)
         for control in self.cfg.controls:
             split = [] if control.split_by is None else [control.split_by]
@@ -242,20 +243,23 @@ class KnunuProcessor(processor.ProcessorABC):
                 continue
             keep = selection.interval_mask(columns, control.cuts) if control.cuts else slice(None)
             booked["controls"][control.key].fill(
-                dataset=sample.name,
+                sample.name,
                 **{name: np.asarray(columns[name][keep], dtype=np.int64) for name in split},
                 **{control.variable: columns[control.variable][keep]},
                 weight=nominal[keep],
+                scale=scale,
             )
 
-    def _fill_templates(self, booked: dict, sample: Sample, variation: str, columns: dict[str, np.ndarray], weights: np.ndarray) -> None:
+    def _fill_templates(
+        self, booked: dict, sample: Sample, variation: str, columns: dict[str, np.ndarray], weights: np.ndarray, scale: float
+    ) -> None:
         for region in self.cfg.regions:
             needed = set(region.cuts) | {a.variable for a in region.axes}
             if region.resonance != sample.resonance or not needed <= columns.keys():
                 continue  # e.g. BDT axes before any model is trained
             mask = selection.interval_mask(columns, region.cuts)
             in_region = {a.variable: columns[a.variable][mask] for a in region.axes}
-            histograms.fill_template(booked["templates"][region.name], region, sample.name, variation, in_region, weights[mask])
+            histograms.fill_template(booked["templates"][region.name], region, sample.name, variation, in_region, weights[mask], scale)
 
     def _write_table(self, table_dir: Path, meta: dict, columns: dict[str, np.ndarray], weights: np.ndarray) -> str:
         """Write the preselected events' features as parquet; returns the file path."""
@@ -270,7 +274,10 @@ class KnunuProcessor(processor.ProcessorABC):
         return str(path)
 
     def postprocess(self, accumulator: dict) -> dict:
-        """Merge-time work: the unrun side of one-sided object variations (2 nominal - varied)."""
+        """After the merge: the histograms as ``hist``, and the unrun side of one-sided object variations (2 nominal - varied)."""
+        for group in ("templates", "controls"):
+            if group in accumulator:
+                accumulator[group] = histograms.to_hist(accumulator[group])
         if "templates" in accumulator:
             histograms.complete_mirrored(accumulator["templates"], self.cfg)
         return accumulator

@@ -111,13 +111,13 @@ def process_stage(config: Path, outputs: Path, *extra: str) -> dict:
 
 
 def assert_identical_histograms(a: dict, b: dict) -> None:
+    """The same bits in every bin: kvv's sums are exact whatever the chunking, the executor and the merge order."""
     for group in ("templates", "controls"):
         assert a[group].keys() == b[group].keys()
         for name in a[group]:
             va, vb = a[group][name].view(flow=True), b[group][name].view(flow=True)
-            np.testing.assert_array_equal(va["value"] != 0, vb["value"] != 0, err_msg=f"{group}/{name}")
-            np.testing.assert_allclose(va["value"], vb["value"], rtol=1e-12, atol=0, err_msg=f"{group}/{name}")
-            np.testing.assert_allclose(va["variance"], vb["variance"], rtol=1e-12, atol=0, err_msg=f"{group}/{name}")
+            np.testing.assert_array_equal(va["value"], vb["value"], err_msg=f"{group}/{name}")
+            np.testing.assert_array_equal(va["variance"], vb["variance"], err_msg=f"{group}/{name}")
 
 
 @pytest.fixture(scope="session")

@@ -362,14 +362,13 @@ def test_processor_fills_one_region_per_mode(kstar_samples):
     runner = processor.Runner(executor=processor.IterativeExecutor(), schema=Belle2Schema, chunksize=2000)
     out = runner(fileset, KstarProcessor(cfg), treename="events")
     cutflow = out["cutflow"]["kstar0nunu"]
-    assert cutflow["entries read"][0] == 4000
+    assert cutflow["entries read"] == 4000
     reco = kstar_samples["KSTAR0NUNU"][0]
-    assert cutflow["K* candidate"][0] == np.count_nonzero(reco["has_kstar"])
+    assert cutflow["K* candidate"] == np.count_nonzero(reco["has_kstar"])
     final = cutflow["E_vis(CMS) > 4.0 GeV"]
     nominal = {"dataset": "kstar0nunu", "variation": "nominal"}
     yields = {r: h[nominal].values().sum() for r, h in out["templates"].items()}
-    assert sum(yields.values()) == pytest.approx(final[1])  # every preselected event in one region (no flow bins)
-    assert final[1] == pytest.approx(0.5 * final[0])
+    assert sum(yields.values()) == pytest.approx(0.5 * final)  # every preselected event in one region (no flow bins)
     assert yields["KST0_KPI"] > yields["KSTP_KSPI"] > 0
 
 

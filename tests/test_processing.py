@@ -19,7 +19,7 @@ import yaml
 from conftest import assert_identical_histograms as _assert_identical
 from conftest import process_stage as _process
 
-from kvv import eventformat
+from kvv import eventformat, histograms
 from kvv.config import load_config
 from kvv.io.samplefiles import sample_file_paths
 from kvv.physics.beams import Beams
@@ -192,21 +192,43 @@ def test_bad_input_is_one_clear_line_or_a_reported_skip(small_analysis, tmp_path
     assert summary["samples"]["signal"]["entries_processed"] == summary["samples"]["signal"]["entries_in_files"] > 0
 
 
-def test_models_do_not_depend_on_executor_or_chunk_size(small_analysis, tmp_path):
-    """Same config and inputs: byte-identical BDT models whatever the chunking and executor."""
+def _numbers(tree, path=""):
+    """Every number of a JSON tree with its path, timings left out."""
+    if isinstance(tree, dict):
+        return {k: v for key, value in tree.items() if key != "timings" for k, v in _numbers(value, f"{path}/{key}").items()}
+    if isinstance(tree, list):
+        return {k: v for i, value in enumerate(tree) for k, v in _numbers(value, f"{path}[{i}]").items()}
+    return {path: tree} if isinstance(tree, (int, float)) and not isinstance(tree, bool) else {}
+
+
+def test_same_inputs_give_the_same_models_histograms_and_fit_on_any_executor_and_chunking(small_analysis, tmp_path):
+    """Train, process and fit twice: iterative with 1500-event chunks, dask with 2 workers and 4000-event chunks.
+
+    Byte-identical BDT models, the same bits in every histogram bin, the same workspace and fit results.
+    """
     runs = {"iterative-1500": ["--executor", "iterative", "--chunksize", "1500"],
-            "futures-4000": ["--executor", "futures", "--workers", "2", "--chunksize", "4000"]}  # fmt: skip
-    models = {}
-    for name, extra in runs.items():
-        out = tmp_path / name
-        assert main(["--config", str(small_analysis), "--stage", "train", "--outputs", str(out), "--no-progress", *extra]) == 0
-        model_dir = out / load_config(small_analysis).name / "models"
-        models[name] = {p.relative_to(model_dir): p.read_bytes() for p in sorted(model_dir.rglob("*.ubj"))}
-    first, second = models.values()
+            "dask-2x4000": ["--executor", "dask", "--workers", "2", "--chunksize", "4000"]}  # fmt: skip
+    name = load_config(small_analysis).name
+    models, hists, workspaces, fits = {}, {}, {}, {}
+    for run, extra in runs.items():
+        out = tmp_path / run
+        assert main(["--config", str(small_analysis), "--stage", "all", "--outputs", str(out), "--no-progress", *extra]) == 0
+        model_dir = out / name / "models"
+        models[run] = {p.relative_to(model_dir): p.read_bytes() for p in sorted(model_dir.rglob("*.ubj"))}
+        hists[run] = histograms.load_pickle(out / name / "histograms.pkl")
+        workspaces[run] = (out / name / "workspace.json").read_bytes()
+        fits[run] = _numbers(json.loads((out / name / "fit" / "fit_results.json").read_text()))
+    (first, second) = models.values()
     assert len(first) >= 6, sorted(first)  # BDT1, BDT2 and BDTc, two folds each
     assert first.keys() == second.keys()
     for path in first:
         assert first[path] == second[path], path
+    _assert_identical(*hists.values())
+    assert len(set(workspaces.values())) == 1
+    one, other = fits.values()
+    assert one.keys() == other.keys() and "/mle/poi_value" in one and "/upper_limit/observed" in one
+    for key in one:
+        assert other[key] == pytest.approx(one[key], rel=1e-9, abs=1e-12), key
 
 
 def test_training_tables_are_read_in_one_order_whatever_the_chunking(tmp_path):

@@ -14,7 +14,7 @@ from scipy import stats
 
 from kvv.bdt.kfold import FoldedFit
 from kvv.config.bdt import BDTConfig
-from kvv.io.artefacts import write_json
+from kvv.io.artefacts import atomic_path, write_json
 
 KS_THRESHOLD = 0.01
 
@@ -147,7 +147,8 @@ def plot_roc(path: Path, curves: dict[str, tuple[np.ndarray, np.ndarray, float]]
     ax.set_xlabel("signal efficiency")
     ax.set_ylabel("background rejection")
     ax.legend(loc="lower left")
-    fig.savefig(path, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
 
 
@@ -168,7 +169,8 @@ def plot_overtraining(path: Path, name: str, fit: FoldedFit, y: np.ndarray, ks: 
     ax.set_xlabel(f"{name} score")
     ax.set_ylabel("normalised")
     ax.legend(fontsize="small")
-    fig.savefig(path, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
 
 
@@ -181,7 +183,8 @@ def plot_importance(path: Path, name: str, importance: dict[str, float], top: in
     ax.set_xlabel(f"{name} normalised gain")
     ax.tick_params(axis="y", labelsize="x-small")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
 
 
@@ -195,7 +198,8 @@ def plot_continuum_weights(path: Path, info: dict[str, Any]) -> None:
     ax.set_xlabel("continuum weight p/(1-p)")
     ax.set_ylabel("weighted MC events")
     ax.set_title(f"data/MC ratio {info['ratio']:.3f}, closure {info['closure']:.3f}", fontsize="small")
-    fig.savefig(path, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
 
 

@@ -11,6 +11,8 @@ import matplotlib.pyplot as plt
 import mplhep
 import numpy as np
 
+from kvv.io.artefacts import atomic_path
+
 from .likelihood import Likelihood
 
 #: ROOT-like base style; Belle II plots are ROOT-styled
@@ -25,7 +27,8 @@ def _save(fig: plt.Figure, outdir: Path, name: str) -> list[Path]:
     outdir.mkdir(parents=True, exist_ok=True)
     paths = [outdir / f"{name}.{ext}" for ext in ("png", "pdf")]
     for path in paths:
-        fig.savefig(path, bbox_inches="tight")
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, bbox_inches="tight")
     plt.close(fig)
     return paths
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kvv.io.artefacts import write_json
+from kvv.io.artefacts import write_json, write_text
 
 
 def _markdown(results: dict) -> str:
@@ -95,10 +95,10 @@ def write_report(results: dict, outdir: Path) -> dict[str, Path]:
     outdir.mkdir(parents=True, exist_ok=True)
     paths = {"json": outdir / "fit_results.json", "markdown": outdir / "fit_summary.md"}
     write_json(results, paths["json"])
-    paths["markdown"].write_text(_markdown(results))
+    write_text(_markdown(results), paths["markdown"])
     if "systematics_table" in results:
         paths["systematics"] = outdir / "systematics_table.md"
         poi = results.get("mle", {}).get("poi", "mu")
         header = f"# Uncertainties on {poi} by source\n\nGrouped impacts: sqrt(sigma_total^2 - sigma^2 with the source fixed).\n\n"
-        paths["systematics"].write_text(header + systematics_markdown(results["systematics_table"], poi))
+        write_text(header + systematics_markdown(results["systematics_table"], poi), paths["systematics"])
     return paths

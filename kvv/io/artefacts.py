@@ -1,8 +1,9 @@
 """What the stages hand each other on disk: JSON files, the record of the processed samples, the outputs lock.
 
-Every JSON file kvv writes goes through :func:`write_json`: strict JSON (NaN and
-infinities become ``null``), written to a temporary name and renamed, so a
-reader never sees half a file. The process stage writes one :class:`SampleRecord`
+Every file kvv writes is written to a temporary name and renamed
+(:func:`atomic_path`), so a reader, or a rerun after an interruption, never sees
+half a file. JSON goes through :func:`write_json`: strict JSON (NaN and
+infinities become ``null``). The process stage writes one :class:`SampleRecord`
 per sample into ``summary.json``; the fit stage reads the roles from there
 instead of guessing them from the numbers.
 """
@@ -71,13 +72,28 @@ def plain(value: Any) -> Any:  # noqa: PLR0911 - one return per kind of value co
     return value
 
 
-def write_json(obj: Any, path: Path) -> Path:
-    """Write ``obj`` as indented strict JSON, atomically (temporary file, then rename)."""
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temporary name beside ``path`` (same suffix, so writers that go by it still can) renamed to ``path`` on success."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(plain(obj), indent=2, allow_nan=False))
-    tmp.replace(path)
-    return path
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    try:
+        yield tmp
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json(obj: Any, path: Path) -> Path:
+    """Write ``obj`` as indented strict JSON, atomically."""
+    return write_text(json.dumps(plain(obj), indent=2, allow_nan=False), path)
+
+
+def write_text(text: str, path: Path) -> Path:
+    """Write ``text`` to ``path``, atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
 
 
 def read_sample_records(summary_path: Path) -> dict[str, SampleRecord]:
