@@ -24,6 +24,7 @@ from kvv import bdt, cluster, fit, histograms, jpsik, report, systematics
 from kvv.config import DEFAULT_CONFIG, AnalysisConfig, ConfigError, load_config
 from kvv.io import inputs
 from kvv.io.artefacts import OutputsInUseError, SampleRecord, outputs_lock, write_json, write_text
+from kvv.io.chunkrecords import CHUNKS, ChunkRecords, files_digest, records_key
 from kvv.io.samplefiles import sample_file_paths
 from kvv.io.schema import Belle2Schema
 from kvv.peaks import fit_mbc_peak
@@ -76,9 +77,13 @@ def output_dir(args: argparse.Namespace, cfg: AnalysisConfig) -> Path:
 
 
 def run_processor(
-    execution: cluster.Execution, fileset: dict, proc: processor.ProcessorABC, args: argparse.Namespace, cfg: AnalysisConfig
+    execution: cluster.Execution, fileset: dict, proc: processor.ProcessorABC, args: argparse.Namespace, records: ChunkRecords
 ) -> dict:
-    """Run a processor over a fileset on the chosen executor."""
+    """Run a processor over a fileset on the chosen executor, resuming from the chunk ``records`` of an interrupted run.
+
+    The records are removed once the run is complete: its merged outputs are what stays.
+    """
+    records.discard_others()
     runner = processor.Runner(
         executor=execution.executor,
         schema=Belle2Schema,
@@ -86,6 +91,7 @@ def run_processor(
         maxchunks=args.max_chunks,
         skipbadfiles=args.skip_bad_files,
         savemetrics=True,
+        checkpointer=records,
     )
     try:
         output, metrics = runner(fileset, proc)  # each file names its tree (inputs.tree_of)
@@ -97,7 +103,17 @@ def run_processor(
         if cause is None:
             raise
         raise inputs.InputError(str(cause)) from None
-    return {"output": output, "metrics": metrics}
+    chunks = {"processed": 0, "resumed": 0, **output.pop(CHUNKS, {})}
+    if chunks["resumed"]:
+        log.info("%d chunks loaded from the records of an interrupted run, %d processed", chunks["resumed"], chunks["processed"])
+    records.remove()
+    return {"output": output, "metrics": metrics, "chunks": chunks}
+
+
+def chunk_records(out: Path, stage: str, cfg_hash: str, args: argparse.Namespace, model_dir: Path | None = None) -> ChunkRecords:
+    """The chunk records of one stage: keyed by the config, the models and the options the chunk outputs depend on."""
+    models = files_digest(model_dir.rglob("*.ubj")) if model_dir is not None else b""
+    return ChunkRecords(out / "chunk_records" / stage, records_key(stage, cfg_hash, models, f"drop_nonfinite={args.drop_nonfinite}"))
 
 
 def stage_simulate(cfg: AnalysisConfig, execution: cluster.Execution) -> list:
@@ -148,12 +164,18 @@ def stage_train(cfg: AnalysisConfig, execution: cluster.Execution, args: argpars
     found = inputs.collect_inputs(cfg, samples, skip_bad_files=args.skip_bad_files, max_files=args.max_files)
     table_dir = out / "tables"
     table_dir.mkdir(parents=True, exist_ok=True)
-    for old in table_dir.glob("*.parquet"):
-        old.unlink()
     result = run_processor(
-        execution, inputs.fileset(found, cfg), processor_class(cfg)(cfg, table_dir=table_dir, drop_nonfinite=args.drop_nonfinite), args, cfg
+        execution,
+        inputs.fileset(found, cfg),
+        processor_class(cfg)(cfg, table_dir=table_dir, drop_nonfinite=args.drop_nonfinite),
+        args,
+        chunk_records(out, "train", chash, args),
     )
     tables = result["output"].get("tables", {})
+    written = {Path(p).name for paths in tables.values() for p in paths}
+    for old in table_dir.glob("*.parquet"):  # tables of earlier runs with other chunks
+        if old.name not in written:
+            old.unlink()
     mc_names = [s.name for s in samples if not s.is_data]
     mc = read_tables([p for name in mc_names for p in tables.get(name, [])])
     signal_samples = {s.name for s in cfg.samples if s.template == cfg.fit.signal_template}
@@ -190,7 +212,7 @@ def stage_process(cfg: AnalysisConfig, execution: cluster.Execution, args: argpa
         files,
         processor_class(cfg)(cfg, model_dir=model_dir if use_models else None, drop_nonfinite=args.drop_nonfinite),
         args,
-        cfg,
+        chunk_records(out, "process", cfg.hash(), args, model_dir if use_models else None),
     )
     elapsed = time.perf_counter() - start
     output = result["output"]
@@ -217,6 +239,7 @@ def stage_process(cfg: AnalysisConfig, execution: cluster.Execution, args: argpa
         "chunksize": args.chunksize,
         "bdt_models": str(model_dir) if use_models else None,
         "wall_time_s": elapsed,
+        "chunks": result["chunks"],
         "samples": {name: _sample_record(cfg, si, output, files) for name, si in found.items()},
         "cluster": execution.info,
         "metrics": {k: v for k, v in result["metrics"].items() if isinstance(v, (int, float, str))},
@@ -242,7 +265,10 @@ def stage_validation(cfg: AnalysisConfig, execution: cluster.Execution, args: ar
     if val is None:
         raise ValueError(f"analysis {cfg.name!r} has no validation section")
     found = inputs.collect_inputs(cfg, [val.mc, val.data], skip_bad_files=args.skip_bad_files, max_files=args.max_files)
-    output = run_processor(execution, inputs.fileset(found, cfg), JpsiKProcessor(cfg, model_dir=model_dir), args, cfg)["output"]
+    records = chunk_records(out, "validation", cfg.hash(), args, model_dir)
+    output = run_processor(
+        execution, inputs.fileset(found, cfg), JpsiKProcessor(cfg, model_dir=model_dir, drop_nonfinite=args.drop_nonfinite), args, records
+    )["output"]
     scores = {name: {k: np.concatenate(v) for k, v in output["proxy_scores"][name].items()} for name in (val.mc.name, val.data.name)}
     try:
         ratio, error = jpsik.efficiency_ratio(scores[val.data.name], scores[val.mc.name], val.cuts)

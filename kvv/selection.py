@@ -88,8 +88,12 @@ def beam_columns(events: ak.Array) -> BeamColumns:
     )
 
 
+#: the columns the preselection reads, of every event; the others are read only for the events it keeps
+PRESELECTION_COLUMNS = ("has_kaon", "n_tracks", "theta_miss", "e_visible_cms")
+
+
 def preselection_steps(columns: Mapping[str, np.ndarray], cuts: Preselection) -> dict[str, np.ndarray]:
-    """Cumulative event masks, one per preselection step, in cutflow order."""
+    """Cumulative event masks, one per preselection step, in cutflow order (on :data:`PRESELECTION_COLUMNS`)."""
     steps = {
         "kaon candidate": np.asarray(columns["has_kaon"], dtype=bool),
         f"{cuts.n_tracks_min} <= nTracks <= {cuts.n_tracks_max}": (columns["n_tracks"] >= cuts.n_tracks_min)

@@ -19,7 +19,8 @@ import numpy as np
 from kvv import histograms, jpsik, selection
 from kvv.config import AnalysisConfig
 from kvv.config.analysis import JpsiKValidation
-from processors.knunu import KnunuProcessor, keep_track_truth
+from kvv.io import inputs
+from processors.knunu import KnunuProcessor, keep_track_truth, with_finite_row
 
 SCORES = ("bdt1", "bdt2")
 
@@ -38,19 +39,23 @@ def book_controls(names: list[str], validation: JpsiKValidation) -> dict[str, hi
 class JpsiKProcessor(KnunuProcessor):
     """Candidates, controls and proxy scores of the samples in ``cfg.validation``."""
 
-    def __init__(self, cfg: AnalysisConfig, *, model_dir: Path | None = None):
+    def __init__(self, cfg: AnalysisConfig, *, model_dir: Path | None = None, drop_nonfinite: bool = False):
         if cfg.validation is None:
             raise ValueError(f"analysis {cfg.name!r} has no validation section")
-        super().__init__(cfg, model_dir=model_dir)
+        super().__init__(cfg, model_dir=model_dir, drop_nonfinite=drop_nonfinite)
 
     def process(self, events: ak.Array) -> dict:
         cfg, validation = self.cfg, self.cfg.validation
         if validation is None:
             raise ValueError(f"analysis {cfg.name!r} has no validation section")
         name = events.metadata["dataset"]
+        n_read = len(events)
+        event_number = np.asarray(ak.to_numpy(events["__event__"]), dtype=np.int64)
+        finite = self._finite(inputs.nonfinite_events(events), dict(events.metadata), event_number)
+        if not finite.all():
+            events, event_number = events[finite], event_number[finite]
         n_events = len(events)
         ones = np.ones(n_events)  # efficiencies are per event: the luminosity weight cancels
-        event_number = np.asarray(ak.to_numpy(events["__event__"]), dtype=np.int64)
         tracks, photons, truth = self.clean_objects(events)
         track_mask = selection.track_mask(events.Tracks, cfg.cleanup.tracks)
         muon_id = np.asarray(ak.to_numpy(ak.flatten(events.Tracks.muonID[track_mask])), dtype=np.float64)
@@ -74,14 +79,18 @@ class JpsiKProcessor(KnunuProcessor):
         controls["mbc"].fill(name, mbc=candidates["mbc"][has_b])
         controls["delta_e"].fill(name, delta_e=candidates["delta_e"][has_b])
         controls["proxy_bdt2"].fill(name, proxy_bdt2=np.nan_to_num(scores["bdt2"][0], nan=-1.0))
-        cutflow = {
-            "entries read": n_events,
-            "J/psi K+ candidate": selection.cutflow_row(has_b),
-            "proxy preselected": selection.cutflow_row(has_b & passed),
-            "proxy BDT cuts": selection.cutflow_row(selected),
-        }
+        cutflow = with_finite_row(
+            {
+                "entries read": n_events,
+                "J/psi K+ candidate": selection.cutflow_row(has_b),
+                "proxy preselected": selection.cutflow_row(has_b & passed),
+                "proxy BDT cuts": selection.cutflow_row(selected),
+            },
+            finite,
+        )
         return {
-            "entries": {name: np.array([n_events], dtype=np.int64)},
+            "entries": {name: np.array([n_read], dtype=np.int64)},
+            "nonfinite": {name: {events.metadata["filename"]: int((~finite).sum())}},
             "cutflow": {name: cutflow},
             "controls": controls,
             "proxy_scores": {name: scores},

@@ -41,7 +41,7 @@ class KnunuProcessor(processor.ProcessorABC):
     @classmethod
     def columns_needed(cls, cfg: AnalysisConfig) -> set[str]:
         """The per-event columns the chain reads after the kernels: what a candidate ntuple must map."""
-        need = {*cfg.features, "n_tracks", "theta_miss", "e_visible_cms"}
+        need = {*cfg.features, *selection.PRESELECTION_COLUMNS} - {"has_kaon"}
         if cfg.bdt is not None:
             need |= {*cfg.bdt.bdt1.features, *cfg.bdt.bdt2.features, *(c for cuts in cfg.bdt.categories.values() for c in cuts)}
             if cfg.bdt.continuum is not None:
@@ -70,22 +70,15 @@ class KnunuProcessor(processor.ProcessorABC):
         if layout == "basf2_eventbased":
             events = basf2.eventbased_events(events, meta, cfg.input.eventbased, {} if sample.is_data else cfg.input.truth)
         n_read = len(events)
-        finite = self._finite(events, meta)
-        if not finite.all():
-            events = events[finite]
-        n_events = len(events)
-        weights = np.full(n_events, float(meta["weight"]))
         event_number = np.asarray(ak.to_numpy(events["__event__"]), dtype=np.int64)
+        finite = self._finite(inputs.nonfinite_events(events), meta, event_number)
+        if not finite.all():
+            events, event_number = events[finite], event_number[finite]
+        weights = np.full(len(events), float(meta["weight"]))
         tracks, photons, truth = self.clean_objects(events)
 
         columns, passed, cutflow = self._select(events, tracks, photons, truth, event_number, weights)
-        if not finite.all():
-            cutflow = {
-                "entries read": n_read,
-                "finite input": selection.cutflow_row(finite),
-                **{step: row for step, row in cutflow.items() if step != "entries read"},
-            }
-        out = self._fill(meta, sample, columns, weights[passed], cutflow, n_read)
+        out = self._fill(meta, sample, columns, weights[passed], with_finite_row(cutflow, finite), n_read)
         out["nonfinite"] = {sample.name: {meta["filename"]: int((~finite).sum())}}
         if self.table_dir is not None:
             return out
@@ -99,18 +92,17 @@ class KnunuProcessor(processor.ProcessorABC):
             )
         return out
 
-    def _finite(self, events: ak.Array, meta: dict) -> np.ndarray:
-        """Events without NaN or infinity in the branches that feed the analysis; raises unless ``drop_nonfinite``."""
-        bad = inputs.nonfinite_events(events)
-        finite = np.ones(len(events), dtype=bool)
+    def _finite(self, bad: dict[str, np.ndarray], meta: dict, event_number: np.ndarray) -> np.ndarray:
+        """Events without NaN or infinity in the branches that feed the analysis (``bad``: per branch, the events
+        with one); raises unless ``drop_nonfinite``."""
+        finite = np.ones(len(event_number), dtype=bool)
         for mask in bad.values():
             finite &= ~mask
         if bad and not self.drop_nonfinite:
             branch, mask = next(iter(bad.items()))
-            start = int(meta["entrystart"])
             raise inputs.NonFiniteInputError(
-                f"{meta['filename']}: branch {branch!r} holds NaN or infinite values in {int(mask.sum())} of the entries "
-                f"[{start}, {start + len(mask)}) (first: entry {start + int(np.flatnonzero(mask)[0])}); "
+                f"{meta['filename']}: branch {branch!r} holds NaN or infinite values in {int(mask.sum())} events of the entries "
+                f"[{meta['entrystart']}, {meta['entrystop']}) (first: __event__ {int(event_number[np.flatnonzero(mask)[0]])}); "
                 "--drop-nonfinite removes such events and counts them"
             )
         return finite
@@ -139,15 +131,36 @@ class KnunuProcessor(processor.ProcessorABC):
         templates get the nominal, as for data, and the run summary says so.
         """
         cfg = self.cfg
-        columns, n_rows = basf2.ntuple_best_candidates(meta, cfg.input.ntuple, {} if sample.is_data else cfg.input.truth)
+        truth_names = {} if sample.is_data else cfg.input.truth
+        columns, n_rows = basf2.ntuple_best_candidates(meta, cfg.input.ntuple, truth_names)
+        finite = self._finite(self._nonfinite_read(columns, {**cfg.input.ntuple.columns, **truth_names}), meta, columns["__event__"])
+        if not finite.all():
+            columns = {name: values[finite] for name, values in columns.items()}
         weights = np.full(len(columns["has_kaon"]), float(meta["weight"]))
         columns.update({name: np.full(len(weights), -1.0) for name in MC_EVENT_BRANCHES if name not in columns})
         selected, passed, cutflow = self._select_columns(columns, weights)
-        out = self._fill(meta, sample, selected, weights[passed], cutflow, n_rows)
+        out = self._fill(meta, sample, selected, weights[passed], with_finite_row(cutflow, finite), n_rows)
+        out["nonfinite"] = {sample.name: {meta["filename"]: int((~finite).sum())}}
         if self.table_dir is None:
             nominal = self._nominal_weights(sample, selected, self._corrected(sample, selected, weights[passed]))
             for shift in sy.object_shifts(cfg.systematics):
                 self._fill_templates(out, sample, shift.name, selected, nominal, float(meta["weight"]))
+        return out
+
+    def _nonfinite_read(self, columns: dict[str, np.ndarray], names: dict[str, str]) -> dict[str, np.ndarray]:
+        """Per mapped basf2 variable, the events in which the analysis reads a NaN or infinity from it.
+
+        The preselection's columns are read in every event with a candidate, the
+        others only in the events the preselection keeps: kvv's own event-shape
+        columns, for one, are NaN outside it (:func:`kvv.features.add_event_shape`).
+        """
+        has = np.asarray(columns["has_kaon"], dtype=bool)
+        preselected = list(selection.preselection_steps(columns, self.cfg.preselection).values())[-1]
+        out = {}
+        for name, variable in names.items():
+            bad = ~np.isfinite(columns[name]) & (has if name in selection.PRESELECTION_COLUMNS else preselected)
+            if bad.any():
+                out[basf2.make_root_compatible(variable)] = bad
         return out
 
     def clean_objects(self, events: ak.Array) -> tuple[TrackColumns, PhotonColumns, dict[str, np.ndarray]]:
@@ -281,6 +294,15 @@ class KnunuProcessor(processor.ProcessorABC):
         if "templates" in accumulator:
             histograms.complete_mirrored(accumulator["templates"], self.cfg)
         return accumulator
+
+
+def with_finite_row(cutflow: dict[str, int], finite: np.ndarray) -> dict[str, int]:
+    """The cutflow with a "finite input" row after "entries read" when events were dropped for non-finite inputs."""
+    if finite.all():
+        return cutflow
+    steps = iter(cutflow.items())
+    next(steps)  # "entries read" of the finite events
+    return {"entries read": len(finite), "finite input": int(finite.sum()), **dict(steps)}
 
 
 def _truth(events: ak.Array, track_mask: ak.Array, photon_mask: ak.Array, n_events: int) -> dict[str, np.ndarray]:

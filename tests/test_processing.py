@@ -231,6 +231,59 @@ def test_same_inputs_give_the_same_models_histograms_and_fit_on_any_executor_and
         assert other[key] == pytest.approx(one[key], rel=1e-9, abs=1e-12), key
 
 
+def _records(folder: Path) -> list[Path]:
+    """Finished chunk records (a record being written has a temporary dot-name)."""
+    return [p for p in folder.rglob("*.pkl") if not p.name.startswith(".")]
+
+
+def test_an_interrupted_process_stage_resumes_from_its_chunk_records(trained, reference, tmp_path):
+    """SIGKILL of the CLI after about half of its chunks; the same command again processes only the others."""
+    import signal
+    import time
+
+    config, outputs = trained
+    other = tmp_path / "outputs"
+    shutil.copytree(outputs, other)
+    name = load_config(config).name
+    records = other / name / "chunk_records" / "process"
+    command = [sys.executable, "-m", "kvv.run", "--config", str(config), "--stage", "process", "--executor", "iterative",
+               "--chunksize", "1000", "--outputs", str(other), "--no-progress"]  # fmt: skip
+    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while len(_records(records)) < 30 and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    done = len(_records(records))
+    assert done >= 30, "the run ended before it could be interrupted"
+    assert (other / name / ".kvv.lock").exists()  # left by the killed run
+
+    second = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "taking over the stale lock" in second.stderr
+    summary = json.loads((other / name / "summary.json").read_text())
+    chunks = summary["metrics"]["chunks"]
+    assert chunks > done
+    assert summary["chunks"] == {"resumed": done, "processed": chunks - done}
+    assert not (other / name / "chunk_records").exists()  # removed with the run complete
+    _assert_identical(reference, histograms.load_pickle(other / name / "histograms.pkl"))
+
+
+def test_chunk_records_of_other_settings_are_not_reused(tmp_path):
+    from kvv.io.chunkrecords import ChunkRecords, records_key
+
+    meta = {"dataset": "signal", "filename": "/x/signal.root", "treename": "events", "fileuuid": "u1", "entrystart": 0, "entrystop": 10}
+    old = ChunkRecords(tmp_path, records_key("process", "config A"))
+    old.save({"out": {"cutflow": {"signal": {"entries read": 10}}}}, meta, None)
+    assert old.load(meta, None)["out"]["chunks"] == {"resumed": 1}
+    assert old.load({**meta, "fileuuid": "u2"}, None) is None  # the file was rewritten
+    assert old.load({**meta, "entrystop": 11}, None) is None  # another chunking
+    new = ChunkRecords(tmp_path, records_key("process", "config B"))
+    assert new.load(meta, None) is None
+    new.discard_others()
+    assert not old.path.exists()
+
+
 def test_training_tables_are_read_in_one_order_whatever_the_chunking(tmp_path):
     import pandas as pd
 
