@@ -49,7 +49,13 @@ class FitSettings(Strict):
     pseudo_data: Literal["asimov", "toy"] = "asimov"
     injected_mu: float = 1.0
     seed: int = 1  # toy pseudo-data, toy limits and the injection study
+    # -- the likelihood's interpolation codes (pyhf's modifier_settings; code4/code4p are pyhf's defaults,
+    # code1/code0 those of ROOT HistFactory's older default and of pyhf's validation suite)
+    normsys_interpolation: Literal["code1", "code4"] = "code4"
+    histosys_interpolation: Literal["code0", "code2", "code4p"] = "code4p"
     # -- inference
+    # asymptotic CLs from q~_mu (the POI bounded at 0, arXiv:1007.1727 sec. 3.7) or q_mu (sec. 3.6)
+    test_statistic: Literal["qtilde", "q"] = "qtilde"
     steps: list[Step] = Field(default_factory=_default_steps)
     cl: float = Field(default=0.90, gt=0, lt=1)  # confidence level of the upper limit
     limit_method: Literal["asymptotic", "toys"] = "asymptotic"  # toys: also CLs from pseudo-experiments
@@ -59,6 +65,11 @@ class FitSettings(Strict):
     refit_top: int = Field(default=20, ge=0)  # impacts: refit the leading nuisance parameters exactly
     groups: dict[str, list[str]] = Field(default_factory=dict)  # grouped impacts: {group: [glob patterns]}
     sm_branching_fraction: float = Field(default=4.97e-6, gt=0)  # B(B+ -> K+ nu nubar) in the SM
+
+    @property
+    def modifier_settings(self) -> dict[str, dict[str, str]]:
+        """The interpolation codes as pyhf's ``modifier_settings``."""
+        return {"normsys": {"interpcode": self.normsys_interpolation}, "histosys": {"interpcode": self.histosys_interpolation}}
 
     @model_validator(mode="after")
     def _bounds(self) -> FitSettings:

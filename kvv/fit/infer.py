@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import scipy.optimize
@@ -144,23 +145,39 @@ def scan(lh: Likelihood, values: np.ndarray | None = None, data: np.ndarray | No
     return {"parameter": lh.poi_name, "values": np.asarray(values, float), "delta_twice_nll": np.asarray(profile)}
 
 
-def _asymptotic_cls(sqrt_q: float, sqrt_qa: float) -> float:
-    """CLs = CLs+b / CLb for q~_mu in the asymptotic approximation, eqs. (65)-(66) of arXiv:1007.1727.
+TestStatistic = Literal["qtilde", "q"]
 
-    Computed from log tail probabilities: both tails vanish together for small q_A.
+
+def _asymptotic_cls(sqrt_q: float, sqrt_qa: float, test_statistic: TestStatistic) -> float:
+    """CLs = CLs+b / CLb of an observed test statistic in the asymptotic approximation (arXiv:1007.1727).
+
+    q_mu: CLs = Phi-bar(sqrt q) / Phi-bar(sqrt q - sqrt q_A) (eqs. 59, 60). q~_mu: the
+    same below q_A, above it eqs. (65)-(66). Computed from log tail probabilities:
+    both tails vanish together for small q_A.
     """
     logsf = scipy.stats.norm.logsf
-    if sqrt_q <= sqrt_qa or sqrt_qa == 0:
+    if test_statistic == "q" or sqrt_q <= sqrt_qa or sqrt_qa == 0:
         return float(np.exp(logsf(sqrt_q) - logsf(sqrt_q - sqrt_qa)))
     q, qa = sqrt_q**2, sqrt_qa**2
     return float(np.exp(logsf((q + qa) / (2 * sqrt_qa)) - logsf((q - qa) / (2 * sqrt_qa))))
 
 
+def expected_cls(sqrt_qa: float) -> np.ndarray:
+    """Expected CLs at the EXPECTED_SIGMAS band points: Phi-bar(sqrt q_A + n) / Phi-bar(n).
+
+    The median of the background-only distribution of mu-hat / sigma shifted by n
+    sigma; q_mu and q~_mu give the same band (as pyhf's ``expected_pvalues``, unclipped).
+    """
+    logsf = scipy.stats.norm.logsf
+    return np.asarray([float(np.exp(logsf(sqrt_qa + n) - logsf(n))) for n in EXPECTED_SIGMAS])
+
+
 class _HypoTest:
     """Caches the fits needed for asymptotic CLs at any POI value (observed and Asimov mu = 0)."""
 
-    def __init__(self, lh: Likelihood, data: np.ndarray | None = None) -> None:
+    def __init__(self, lh: Likelihood, data: np.ndarray | None = None, test_statistic: TestStatistic = "qtilde") -> None:
         self.lh, self.data = lh, lh.data if data is None else data
+        self.test_statistic = test_statistic
         self.fit = minimize(lh, self.data)
         background = minimize(lh, self.data, init=self.fit.x, fixed={lh.poi_index: 0.0})
         self.asimov = lh.expected_data(background.x)
@@ -189,8 +206,7 @@ class _HypoTest:
     def cls(self, mu: float) -> tuple[float, np.ndarray]:
         """Observed CLs and the expected CLs at +2..-2 sigma at ``mu``."""
         sqrt_qa = self.sqrt_qa(mu)
-        expected = [_asymptotic_cls(max(sqrt_qa + n, 0.0), sqrt_qa) for n in EXPECTED_SIGMAS]
-        return _asymptotic_cls(self.sqrt_q(mu), sqrt_qa), np.asarray(expected)
+        return _asymptotic_cls(self.sqrt_q(mu), sqrt_qa, self.test_statistic), expected_cls(sqrt_qa)
 
 
 @dataclass(frozen=True)
@@ -243,9 +259,9 @@ class HypotestResult:
     cls_expected: np.ndarray
 
 
-def hypotest(lh: Likelihood, mu: float, data: np.ndarray | None = None) -> HypotestResult:
-    """Asymptotic q~_mu CLs at POI = ``mu``, the counterpart of ``pyhf.infer.hypotest(test_stat="qtilde")``."""
-    observed, expected = _HypoTest(lh, data).cls(mu)
+def hypotest(lh: Likelihood, mu: float, data: np.ndarray | None = None, *, test_statistic: TestStatistic = "qtilde") -> HypotestResult:
+    """Asymptotic CLs at POI = ``mu``, the counterpart of ``pyhf.infer.hypotest(test_stat=test_statistic)``."""
+    observed, expected = _HypoTest(lh, data, test_statistic).cls(mu)
     return HypotestResult(mu=float(mu), cls_observed=observed, cls_expected=expected)
 
 
@@ -343,6 +359,7 @@ def upper_limit(
     *,
     scan_points: int = 0,
     rtol: float = 1e-3,
+    test_statistic: TestStatistic = "qtilde",
 ) -> UpperLimit:
     """Asymptotic CLs upper limit on the POI at confidence level ``cl``, observed and expected (ascending, see EXPECTED_SIGMAS).
 
@@ -351,7 +368,7 @@ def upper_limit(
     scan over [0, 1.5 x the largest expected limit] for plotting.
     """
     alpha = 1.0 - cl
-    hypo = _HypoTest(lh, data)
+    hypo = _HypoTest(lh, data, test_statistic)
     low, high = lh.bounds[lh.poi_index]
     low = max(low, 0.0)
 

@@ -79,11 +79,15 @@ class Likelihood:
     auxiliary data, as in pyhf.
     """
 
-    def __init__(self, workspace: pyhf.Workspace, measurement: str | None = None) -> None:
+    def __init__(
+        self, workspace: pyhf.Workspace, measurement: str | None = None, modifier_settings: dict[str, dict[str, str]] | None = None
+    ) -> None:
         jax = _jax()
+        #: the interpolation codes of the model (pyhf's defaults unless given)
+        self.modifier_settings = modifier_settings or {"normsys": {"interpcode": "code4"}, "histosys": {"interpcode": "code4p"}}
         with jax_backend():
             try:
-                self.model = workspace.model(measurement_name=measurement)
+                self.model = workspace.model(measurement_name=measurement, modifier_settings=self.modifier_settings)
             except (pyhf.exceptions.InvalidModel, pyhf.exceptions.InvalidMeasurement, KeyError) as exc:
                 raise FitError(f"cannot build model: {exc}") from None
             self.data = np.asarray(workspace.data(self.model), dtype=float)
@@ -132,11 +136,16 @@ class Likelihood:
         return out
 
     @classmethod
-    def from_workspace(cls, workspace: dict | str | Path | pyhf.Workspace, measurement: str | None = None) -> Likelihood:
-        """Build from a workspace dict, JSON path or :class:`pyhf.Workspace`."""
+    def from_workspace(
+        cls,
+        workspace: dict | str | Path | pyhf.Workspace,
+        measurement: str | None = None,
+        modifier_settings: dict[str, dict[str, str]] | None = None,
+    ) -> Likelihood:
+        """Build from a workspace dict, JSON path or :class:`pyhf.Workspace`, with pyhf's ``modifier_settings``."""
         if not isinstance(workspace, pyhf.Workspace):
             workspace = load_workspace(workspace)
-        return cls(workspace, measurement)
+        return cls(workspace, measurement, modifier_settings)
 
     @property
     def npars(self) -> int:

@@ -59,7 +59,8 @@ def run_inference(
         log.info("fit: %s done in %.1f s", name, results["timings"][name])
         return value
 
-    lh = timed("build", lambda: Likelihood.from_workspace(workspace, measurement))
+    lh = timed("build", lambda: Likelihood.from_workspace(workspace, measurement, options.modifier_settings))
+    results["settings"] = {"test_statistic": options.test_statistic, "modifier_settings": lh.modifier_settings}
     poi = lh.poi_index
     fit = timed("mle", lambda: mle(lh, minos=True))
     lo, hi = fit.minos[lh.poi_name]
@@ -84,7 +85,12 @@ def run_inference(
     if "significance" in steps:
         results["significance"] = dataclasses.asdict(timed("significance", lambda: significance(lh)))
     if "limit" in steps:
-        limit = dataclasses.asdict(timed("limit", lambda: upper_limit(lh, options.cl, scan_points=21 if "plots" in steps else 0)))
+        limit = dataclasses.asdict(
+            timed(
+                "limit",
+                lambda: upper_limit(lh, options.cl, scan_points=21 if "plots" in steps else 0, test_statistic=options.test_statistic),
+            )
+        )
         if limit["scan"] is None:
             del limit["scan"]
         limit["branching_fraction"] = float(to_branching_fraction(limit["observed"], options.sm_branching_fraction))

@@ -7,6 +7,13 @@ from pathlib import Path
 from kvv.io.artefacts import write_json, write_text
 
 
+def _statistic_name(results: dict) -> str:
+    settings = results.get("settings", {})
+    codes = ", ".join(f"{m} {c['interpcode']}" for m, c in settings.get("modifier_settings", {}).items())
+    name = {"qtilde": "q~_mu", "q": "q_mu"}.get(settings.get("test_statistic", "qtilde"), "q~_mu")
+    return f"{name}; interpolation {codes}" if codes else name
+
+
 def _markdown(results: dict) -> str:
     lines = ["# kvv fit summary", ""]
     if "workspace" in results:
@@ -36,7 +43,7 @@ def _markdown(results: dict) -> str:
         e = lim["expected"]
         lines += [
             "",
-            f"## {lim['cl']:.0%} CL upper limit (asymptotic CLs)",
+            f"## {lim['cl']:.0%} CL upper limit (asymptotic CLs of {_statistic_name(results)})",
             f"- observed {lim['observed']:.3f}; expected {e[2]:.3f} (−2σ {e[0]:.3f}, −1σ {e[1]:.3f}, +1σ {e[3]:.3f}, +2σ {e[4]:.3f})",
         ]
         if "branching_fraction" in lim:
