@@ -40,6 +40,7 @@ class FitResult:
     success: bool
     minos: dict[str, tuple[float, float]] = field(default_factory=dict)
     attempts: list[str] = field(default_factory=list)
+    minima: int = 1  # distinct minima seen (kinked modifiers: fits from several starts)
 
     @property
     def correlation(self) -> np.ndarray:
@@ -84,7 +85,7 @@ def mle(
         free[index] = False
     cov = covariance(lh, opt.x, data, free) if uncertainties else np.zeros((lh.npars, lh.npars))
     sigma = np.sqrt(np.clip(np.diag(cov), 0.0, None))
-    result = FitResult(lh.names, opt.x, sigma, cov, opt.fval, opt.optimizer, opt.success, attempts=opt.attempts)
+    result = FitResult(lh.names, opt.x, sigma, cov, opt.fval, opt.optimizer, opt.success, attempts=opt.attempts, minima=opt.minima)
     names = [lh.poi_name] if minos is True else list(minos or [])
     for name in names:
         if name not in lh.names:
@@ -192,6 +193,17 @@ class _HypoTest:
         opt = _check(minimize(self.lh, data, init=init, fixed={self.lh.poi_index: mu}), f"fixed-POI fit at {mu:.4g}")
         self._warm[kind].append((mu, opt.x))
         self.nfits += 1
+        free = self.fit if kind == "obs" else self.asimov_fit
+        if opt.fval < free.fval - 1e-6:
+            # a fixed fit below the free one: the free fit missed the global minimum; refit it from there (q >= 0)
+            log.info("fixed-POI fit at %.4g is %.2g below the free fit: refitting the free fit from it", mu, free.fval - opt.fval)
+            refit = minimize(self.lh, data, init=opt.x)
+            self.nfits += 1
+            if refit.fval < free.fval:
+                if kind == "obs":
+                    self.fit = refit
+                else:
+                    self.asimov_fit = refit
         return opt.fval
 
     def sqrt_q(self, mu: float) -> float:

@@ -101,6 +101,13 @@ class Likelihood:
         self.bounds = np.asarray(config.suggested_bounds(), dtype=float)
         self.fixed = np.asarray(config.suggested_fixed(), dtype=bool)
         self.workspace = workspace
+        #: parameters whose modifiers have a kink at 0 (piecewise-linear histosys, piecewise-exponential
+        #: normsys): there the likelihood can have several minima, and fits try displaced starts
+        kinked = {"histosys": ("code0",), "normsys": ("code1",)}
+        self.kinked = np.zeros(len(self.names), dtype=bool)
+        for name, kind in config.modifiers:
+            if self.modifier_settings.get(kind, {}).get("interpcode") in kinked.get(kind, ()):
+                self.kinked[config.par_slice(name)] = True
 
         model = self.model
 

@@ -74,6 +74,7 @@ def run_inference(
         "twice_nll": fit.twice_nll,
         "optimizer": fit.optimizer,
         "attempts": fit.attempts,
+        "minima": fit.minima,
         "parameters": {n: [float(v), float(e)] for n, v, e in zip(fit.names, fit.bestfit, fit.uncertainty, strict=True)},
     }
     results["pulls"] = pulls(lh, fit)
