@@ -80,6 +80,16 @@ SETUPS = {
         "exp_rtol": 2e-4,
         "exp": [0.05522270453784095, 0.1361301880753241, 0.30686879632329855, 0.5839437910061168, 0.8554708284963864],
     },
+    "2bin_2channel_coupledshapefactor": {
+        "channels": {
+            "signal": [_sample("signal", [20.0, 20.0], _mu()),
+                       _sample("bkg1", [100.0, 70.0], {"name": "coupled_shapefactor", "type": "shapefactor", "data": None})],
+            "control": [_sample("background", [100.0, 100.0], {"name": "coupled_shapefactor", "type": "shapefactor", "data": None})],
+        },
+        "observed": {"signal": [220.0, 230.0], "control": [200.0, 300.0]},
+        "obs": 0.5421679124909312,
+        "exp": [0.013753299929451691, 0.048887400056355966, 0.15555296253957684, 0.4007561343326305, 0.7357169630955912],
+    },
 }  # fmt: skip
 
 #: the suite builds its models with normsys code1, which leaves histosys at code0
@@ -241,3 +251,27 @@ def test_upper_limit_and_band_match_pyhf(name):
     observed, expected = pyhf.infer.intervals.upper_limits.toms748_scan(data, model, 0.0, 10.0, level=0.05, rtol=1e-7, test_stat="qtilde")
     assert kvv_limit.observed == pytest.approx(float(observed), rel=1e-3)
     np.testing.assert_allclose(kvv_limit.expected, np.asarray(expected, dtype=float), rtol=1e-3)
+
+
+def test_workspace_route_uses_and_records_the_test_statistic_and_codes(tmp_path):
+    """``--workspace`` with a config's fit settings: q_mu and code1 reach the fit, the results and the summary."""
+    import json
+
+    from kvv.config import load_config
+    from kvv.run import main
+
+    workspace = tmp_path / "normsys.json"
+    workspace.write_text(json.dumps(_workspace(SETUPS["1bin_normsys"])))
+    raw = load_config().model_dump(mode="json")
+    raw["fit"].update(test_statistic="q", normsys_interpolation="code1", steps=["mle", "limit"], cl=0.95)
+    config = tmp_path / "q.yaml"
+    config.write_text(json.dumps(raw))  # JSON is YAML
+    assert main(["--config", str(config), "--workspace", str(workspace), "--outputs", str(tmp_path / "out")]) == 0
+    results = json.loads((tmp_path / "out" / "normsys" / "fit" / "fit_results.json").read_text())
+    assert results["settings"] == {"test_statistic": "q", "modifier_settings": SUITE_INTERPOLATION | {"histosys": {"interpcode": "code4p"}}}
+    lh = Likelihood.from_workspace(_workspace(SETUPS["1bin_normsys"]), modifier_settings=SUITE_INTERPOLATION)
+    assert results["upper_limit"]["observed"] == pytest.approx(upper_limit(lh, 0.95, test_statistic="q").observed, rel=1e-6)
+    code4 = Likelihood.from_workspace(_workspace(SETUPS["1bin_normsys"]))
+    assert results["upper_limit"]["observed"] != pytest.approx(upper_limit(code4, 0.95, test_statistic="q").observed, rel=1e-4)
+    summary = (tmp_path / "out" / "normsys" / "fit" / "fit_summary.md").read_text()
+    assert "asymptotic CLs of q_mu; interpolation normsys code1, histosys code4p" in summary

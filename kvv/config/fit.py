@@ -54,9 +54,9 @@ class FitSettings(Strict):
     normsys_interpolation: Literal["code1", "code4"] = "code4"
     histosys_interpolation: Literal["code0", "code2", "code4p"] = "code4p"
     # -- inference
+    steps: list[Step] = Field(default_factory=_default_steps)
     # asymptotic CLs from q~_mu (the POI bounded at 0, arXiv:1007.1727 sec. 3.7) or q_mu (sec. 3.6)
     test_statistic: Literal["qtilde", "q"] = "qtilde"
-    steps: list[Step] = Field(default_factory=_default_steps)
     cl: float = Field(default=0.90, gt=0, lt=1)  # confidence level of the upper limit
     limit_method: Literal["asymptotic", "toys"] = "asymptotic"  # toys: also CLs from pseudo-experiments
     limit_toys: int = Field(default=500, ge=10)
