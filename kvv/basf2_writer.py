@@ -26,6 +26,7 @@ from kvv import eventformat, systematics
 from kvv.config import AnalysisConfig, load_config
 from kvv.config.inputs import EventBasedInput
 from kvv.eventformat import Process
+from kvv.io.artefacts import atomic_path
 from kvv.io.basf2 import make_root_compatible
 from kvv.io.samplefiles import sample_seed
 from kvv.io.schema import Belle2Schema
@@ -94,7 +95,7 @@ def write_eventbased(src: str, dst: str, settings: EventBasedInput = EventBasedI
         settings.tracks_tree: (eventformat.TRACKS, settings.tracks),
         settings.photons_tree: (eventformat.PHOTONS, settings.photons),
     }
-    with uproot.recreate(dst, compression=COMPRESSION) as out:
+    with atomic_path(Path(dst)) as tmp, uproot.recreate(tmp, compression=COMPRESSION) as out:
         for tree, (coll, variables) in lists.items():
             fields = {
                 make_root_compatible(variable): _basf2_values(events[coll.branch(field)], field)
@@ -129,7 +130,7 @@ def write_ntuple(
         "__weight__": np.ones(int(counts.sum()), dtype=np.float64),
     }
     rows |= {name: ak.to_numpy(ak.flatten(values)).astype(np.float64) for name, values in candidates.items()}
-    with uproot.recreate(dst, compression=COMPRESSION) as out:
+    with atomic_path(Path(dst)) as tmp, uproot.recreate(tmp, compression=COMPRESSION) as out:
         out.mktree(tree, {k: v.dtype for k, v in rows.items()})
         _extend(out[tree], rows)
     return Path(dst)

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from kvv.bdt.eta import SignalEfficiencyTransform
 from kvv.bdt.folds import FOLD_RULE, fold_index
-from kvv.io.artefacts import write_json
+from kvv.io.artefacts import atomic_path, write_json
 
 SIDECAR = "model.json"
 FORMAT_VERSION = 1
@@ -137,7 +137,8 @@ def save_models(directory: Path, models: BDTModels) -> Path:
     for name, model in models.stages().items():
         files = []
         for k, booster in enumerate(model.boosters):
-            booster.save_model(directory / _model_file(name, k))
+            with atomic_path(directory / _model_file(name, k)) as tmp:  # .ubj kept: xgboost picks the format by it
+                booster.save_model(tmp)
             files.append(_model_file(name, k))
         stages[name] = {"features": model.features, "files": files}
     sidecar = {
