@@ -18,6 +18,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import threading
@@ -179,6 +180,9 @@ def execution(
         cfg = slurm or load_slurm_config()
         with _sigterm_as_exit(), slurm_client(cfg, secure=not insecure, dashboard_address=dashboard_address) as client:
             info = {"slurm": cfg.model_dump(mode="json"), "log_directory": str(_log_directory(cfg))}
+            port = client.scheduler_info().get("services", {}).get("dashboard")
+            if port is not None:  # the dashboard listens on localhost of this host only
+                print(f"From your own machine: ssh -N -L {port}:localhost:{port} {socket.getfqdn()}", flush=True)
             yield dask_execution(
                 name,
                 client,

@@ -30,35 +30,81 @@ if TYPE_CHECKING:
 
 NOMINAL = "nominal"
 
-#: a sample's weights are rounded to multiples of 2**-WEIGHT_BITS of its weight scale
-#: (relative 2e-10, far below any physics precision); int64 sums then hold the
-#: weights of about 2**(63 - WEIGHT_BITS) = 2e9 events of the scale, exactly
-WEIGHT_BITS = 32
+#: a sample's weights are rounded to multiples of 2**-W_BITS, its squared weights to multiples
+#: of 2**-W2_BITS, of its scale (the power of two at or above its per-event weight), far
+#: below any physics precision; the sums are exact integers of two int64 limbs
+W_BITS, W2_BITS = 48, 64
+#: the largest per-event weight accepted, relative to the scale (the limbs' headroom)
+MAX_RELATIVE_WEIGHT = 2.0**15
+_LIMB = 2.0**32
 
 
 def weight_unit(scale: float) -> float:
     """The fixed-point unit of the weights of a sample whose per-event weight is about ``scale``: a power of two."""
-    return 2.0 ** (math.frexp(abs(scale))[1] - WEIGHT_BITS)
+    return 2.0 ** (math.frexp(abs(scale))[1] - W_BITS)
+
+
+class ExactSums:
+    """An array of exact integer sums, each ``high * 2**32 + low`` with int64 limbs and 0 <= low < 2**32.
+
+    Integer addition does not depend on the order of its terms: the same
+    terms give the same sums in any grouping, so sums made chunk by chunk and
+    merged in any order are the same bits.
+    """
+
+    def __init__(self, shape: tuple[int, ...]):
+        self.high = np.zeros(shape, np.int64)
+        self.low = np.zeros(shape, np.int64)
+
+    def add_at(self, index: np.ndarray, values: np.ndarray, what: str) -> None:
+        """Add integer-valued floats ``values`` (|v| < 2**94) at the flat bins ``index``."""
+        high = np.floor(values / _LIMB)
+        low = values - high * _LIMB
+        headroom = np.bincount(index, np.abs(high), minlength=self.high.size).reshape(self.high.shape) + np.abs(self.high)
+        if np.any(headroom >= 2.0**62):
+            raise OverflowError(f"{what}: the sums exceed their 94-bit range")
+        np.add.at(self.low.reshape(-1), index, low.astype(np.int64))  # < 2**31 terms of < 2**32 per bin
+        np.add.at(self.high.reshape(-1), index, high.astype(np.int64))
+        self._carry()
+
+    def _carry(self) -> None:
+        carry = self.low >> 32
+        self.low -= carry << 32
+        self.high += carry
+
+    def __add__(self, other: ExactSums) -> ExactSums:
+        out = ExactSums(self.high.shape)
+        out.high = self.high + other.high
+        if np.any(((self.high ^ out.high) & (other.high ^ out.high)) < 0):
+            raise OverflowError("the sums exceed their 94-bit range")
+        out.low = self.low + other.low
+        out._carry()
+        return out
+
+    def to_float(self, unit: float) -> np.ndarray:
+        """The sums times ``unit``, as float64 (rounded once, the same bits for the same sums)."""
+        return self.high.astype(np.float64) * (unit * _LIMB) + self.low.astype(np.float64) * unit
 
 
 class SumHistogram:
-    """A histogram being filled: per sample, sums of weights and of squared weights as integer multiples of a unit.
+    """A histogram being filled: per sample, exact sums of weights and of squared weights in units of the sample's scale.
 
     Floating-point sums depend on the order of their terms, so float histograms
     filled chunk by chunk differ in their last bits with the chunking and with
-    the order in which the executor merges. Here each weight is rounded once to
-    a multiple of its sample's :func:`weight_unit` and the sums are int64: the
-    same events give the same sums in any grouping. Bin positions are those of
-    ``hist.Hist.fill`` (flow bins, the closed last edge of a flow-less axis).
-    The first axis is the sample axis ``dataset``; the values of the others are
-    arrays, or a string for a category axis filled with one category.
+    the order in which the executor merges. Here each weight and each squared
+    weight is rounded once to a multiple of its sample's unit (:func:`weight_unit`)
+    and summed as an integer (:class:`ExactSums`): the same events give the same
+    sums in any grouping. Bin positions are those of ``hist.Hist.fill`` (flow
+    bins, the closed last edge of a flow-less axis). The first axis is the
+    sample axis ``dataset``; the values of the others are arrays, or a string
+    for a category axis filled with one category.
     """
 
     def __init__(self, *axes: bh.axis.Axis):
         self.axes = axes
         self.shape = tuple(a.extent for a in axes[1:])
-        #: sample -> (unit, sum of w / unit, sum of w^2 / unit^2 * 2**WEIGHT_BITS)
-        self.sums: dict[str, tuple[float, np.ndarray, np.ndarray]] = {}
+        #: sample -> (unit of w, sums of w / unit, sums of w^2 / unit^2 * 2**(2 W_BITS - W2_BITS))
+        self.sums: dict[str, tuple[float, ExactSums, ExactSums]] = {}
 
     def fill(self, dataset: str, *, weight: np.ndarray | None = None, scale: float = 1.0, **values: np.ndarray | str) -> None:
         """Add events of sample ``dataset`` (unit weights without ``weight``); ``scale``: the sample's per-event weight."""
@@ -71,18 +117,17 @@ class SumHistogram:
             keep &= kept
         w = np.ones(n) if weight is None else np.asarray(weight, dtype=np.float64)
         unit = weight_unit(scale)
-        unit2 = unit * unit * 2.0**WEIGHT_BITS
-        if n and not np.abs(w).max() < unit * 2.0**62:
-            raise ValueError(f"sample {dataset}: weights up to {np.abs(w).max():g} are far above its scale {scale:g}")
+        if n and not np.abs(w).max() <= MAX_RELATIVE_WEIGHT * unit * 2.0**W_BITS:
+            raise ValueError(f"sample {dataset}: weights up to {np.abs(w).max():g} are more than 2**15 times its scale {scale:g}")
         sumw, sumw2 = self._sums(dataset, unit)
         index, w = index[keep], w[keep]
-        np.add.at(sumw.reshape(-1), index, np.rint(w / unit).astype(np.int64))
-        np.add.at(sumw2.reshape(-1), index, np.rint(w * w / unit2).astype(np.int64))
+        sumw.add_at(index, np.rint(w / unit), f"sample {dataset}")
+        sumw2.add_at(index, np.rint(w * w / _unit2(unit)), f"sample {dataset}")
 
-    def _sums(self, dataset: str, unit: float) -> tuple[np.ndarray, np.ndarray]:
+    def _sums(self, dataset: str, unit: float) -> tuple[ExactSums, ExactSums]:
         if dataset not in self.sums:
             self.axes[0].index(dataset)  # KeyError for a sample the histogram was not booked with
-            self.sums[dataset] = (unit, np.zeros(self.shape, np.int64), np.zeros(self.shape, np.int64))
+            self.sums[dataset] = (unit, ExactSums(self.shape), ExactSums(self.shape))
         held, sumw, sumw2 = self.sums[dataset]
         if held != unit:
             raise ValueError(f"sample {dataset}: filled with weight scales of different units ({held:g}, {unit:g})")
@@ -96,12 +141,12 @@ class SumHistogram:
     def __iadd__(self, other: SumHistogram) -> SumHistogram:
         for dataset, (unit, sumw, sumw2) in other.sums.items():
             if dataset not in self.sums:
-                self.sums[dataset] = (unit, sumw.copy(), sumw2.copy())
+                self.sums[dataset] = (unit, sumw, sumw2)  # ExactSums are never changed in place once merged
                 continue
             held, mine, mine2 = self.sums[dataset]
             if held != unit:
                 raise ValueError(f"sample {dataset}: merging sums of different units ({held:g}, {unit:g})")
-            self.sums[dataset] = (unit, _exact_sum(mine, sumw, dataset), _exact_sum(mine2, sumw2, dataset))
+            self.sums[dataset] = (unit, mine + sumw, mine2 + sumw2)
         return self
 
     def to_hist(self) -> hist.Hist:
@@ -110,9 +155,14 @@ class SumHistogram:
         view = h.view(flow=True)
         for dataset, (unit, sumw, sumw2) in self.sums.items():
             i = self.axes[0].index(dataset)
-            view[i]["value"] = sumw.astype(np.float64) * unit
-            view[i]["variance"] = sumw2.astype(np.float64) * (unit * unit * 2.0**WEIGHT_BITS)
+            view[i]["value"] = sumw.to_float(unit)
+            view[i]["variance"] = sumw2.to_float(_unit2(unit))
         return h
+
+
+def _unit2(unit: float) -> float:
+    """The unit of the squared weights for the weight unit ``unit``."""
+    return unit * unit * 2.0 ** (2 * W_BITS - W2_BITS)
 
 
 def _flow_positions(axis: bh.axis.Axis, values: np.ndarray | str) -> tuple[np.ndarray, np.ndarray]:
@@ -126,13 +176,6 @@ def _flow_positions(axis: bh.axis.Axis, values: np.ndarray | str) -> tuple[np.nd
         index = np.asarray(axis.index(values))  # type: ignore[arg-type]
     keep = ((index >= 0) | axis.traits.underflow) & ((index < len(axis)) | axis.traits.overflow)
     return index + int(axis.traits.underflow), keep
-
-
-def _exact_sum(a: np.ndarray, b: np.ndarray, dataset: str) -> np.ndarray:
-    total = a + b
-    if np.any(((a ^ total) & (b ^ total)) < 0):
-        raise OverflowError(f"sample {dataset}: the weight sums exceed int64; raise kvv.histograms.WEIGHT_BITS's headroom")
-    return total
 
 
 def to_hist(histograms: Mapping[str, SumHistogram]) -> dict[str, hist.Hist]:

@@ -174,12 +174,13 @@ def signal_like_kaon(b_lab: np.ndarray, q2: np.ndarray, u_cos: np.ndarray, u_phi
 
 
 def signal_proxy(
-    tracks: TrackColumns, candidates: Mapping[str, np.ndarray], event_number: np.ndarray, seed: int
+    tracks: TrackColumns, candidates: Mapping[str, np.ndarray], event_id: np.ndarray, seed: int
 ) -> tuple[TrackColumns, np.ndarray, np.ndarray]:
     """Tracks of the signal proxy: dimuon removed, kaon momentum signal-like.
 
-    The proxy's random numbers are hashes of (``event_number``, ``seed``): an event's
-    proxy is the same however its file is chunked. Events without a B candidate are
+    The proxy's random numbers are hashes of (``event_id``, ``seed``), with
+    ``event_id`` a unique integer per event (see :func:`event_id`): an event's proxy is
+    the same however its file is chunked. Events without a B candidate are
     returned unchanged. Returns the new columns, the per-event generated q^2 (-1
     without candidate), for checks, and the mask of the input tracks that were kept
     (to align per-track truth with the proxy).
@@ -190,7 +191,7 @@ def signal_proxy(
     keep = np.ones(len(tracks.px), dtype=bool)
     keep[first[has] + daughters[has, 0]] = False
     keep[first[has] + daughters[has, 1]] = False
-    events = np.asarray(event_number)[has]
+    events = np.asarray(event_id)[has]
     q2 = np.full(len(has), -1.0)
     q2[has] = sample_sm_q2(randoms.hash_uniform(events, 0, seed, "jpsik proxy q2"))
     kaon = signal_like_kaon(
@@ -203,6 +204,12 @@ def signal_proxy(
     k_flat = first[has] + daughters[has, 2]
     px[k_flat], py[k_flat], pz[k_flat] = kaon[:, 1], kaon[:, 2], kaon[:, 3]
     return subset(dataclasses.replace(tracks, px=px, py=py, pz=pz), keep), q2, keep
+
+
+def event_id(experiment: np.ndarray, run: np.ndarray, event: np.ndarray) -> np.ndarray:
+    """One integer per (experiment, run, event): event numbers repeat across runs of real data."""
+    mixed = (np.asarray(experiment).astype(np.uint64) << np.uint64(48)) ^ (np.asarray(run).astype(np.uint64) << np.uint64(24))
+    return mixed ^ np.asarray(event).astype(np.uint64)
 
 
 Intervals = Mapping[str, tuple[float | None, float | None]]

@@ -14,7 +14,7 @@ import numpy as np
 
 from kvv.config import AnalysisConfig, ControlHistogram
 from kvv.histograms import NOMINAL, project, variances_of
-from kvv.io.artefacts import atomic_path
+from kvv.io.artefacts import atomic_path, write_text
 from kvv.peaks import fit_resonance
 
 log = logging.getLogger(__name__)
@@ -251,3 +251,66 @@ def validation_plots(controls: Mapping, mc: str, data: str, outdir: Path, fits: 
         plt.close(fig)
         written.append(path)
     return written
+
+
+#: the Markdown summaries of a run, in the order report.html shows them
+REPORT_SECTIONS = (
+    ("Fit", "fit/fit_summary.md"),
+    ("Systematic uncertainties", "fit/systematics_table.md"),
+    ("Signal and background per region", "regions.md"),
+    ("Cutflow", "cutflow.md"),
+    ("B+ → J/ψ K+ validation", "jpsik_validation.md"),
+    ("Signal shapes", "signal_shapes.md"),
+)
+#: folders whose PNG plots report.html shows
+REPORT_PLOTS = ("fit/plots", "plots", "models/diagnostics")
+
+
+def write_html_report(out: Path, analysis: str) -> Path:
+    """``out/report.html``: one self-contained page of the run (summaries, run metrics, every plot inlined).
+
+    Images are embedded as data URIs, so the page can be mailed or attached as
+    it is; each marks itself ``data-loaded`` once the browser has decoded it.
+    """
+    import base64
+    import html
+    import json
+
+    import markdown
+
+    parts = [f"<h1>kvv run report: {html.escape(analysis)}</h1>"]
+    metrics = out / "run_metrics.json"
+    if metrics.exists():
+        rows = "".join(
+            f"<tr><td>{html.escape(stage)}</td><td>{m.get('wall_s', 0):.1f}</td><td>{m.get('events', '')}</td>"
+            f"<td>{m.get('events_per_s_per_core', 0):.0f}</td><td>{m.get('chunks', '')}</td></tr>"
+            for stage, m in json.loads(metrics.read_text()).items()
+        )
+        parts.append(
+            "<h2>Run</h2><table><tr><th>stage</th><th>wall time [s]</th><th>events</th><th>events/s/core</th><th>chunks</th></tr>"
+            f"{rows}</table>"
+        )
+    if (out / "dask_performance_report.html").exists():
+        parts.append('<p><a href="dask_performance_report.html">Dask performance report of the process stage</a></p>')
+    for title, name in REPORT_SECTIONS:
+        path = out / name
+        if path.exists():
+            body = markdown.markdown(path.read_text(), extensions=["tables"])
+            parts.append(f'<section><h2>{html.escape(title)}</h2><p class="source">{html.escape(name)}</p>{body}</section>')
+    for folder in REPORT_PLOTS:
+        images = sorted((out / folder).glob("*.png")) if (out / folder).is_dir() else []
+        if images:
+            parts.append(f"<h2>Plots: {html.escape(folder)}</h2>")
+            for image in images:
+                data = base64.b64encode(image.read_bytes()).decode()
+                parts.append(
+                    f'<figure><img alt="{html.escape(image.stem)}" src="data:image/png;base64,{data}" '
+                    f'onload="this.dataset.loaded=1"><figcaption>{html.escape(image.name)}</figcaption></figure>'
+                )
+    style = (
+        "body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:2px 6px}img{max-width:100%}.source{color:#888;font-size:small}"
+    )
+    page = f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>kvv: {html.escape(analysis)}</title>"
+    page += f"<style>{style}</style></head><body>{''.join(parts)}</body></html>"
+    return write_text(page, out / "report.html")

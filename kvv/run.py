@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -77,13 +79,25 @@ def output_dir(args: argparse.Namespace, cfg: AnalysisConfig) -> Path:
 
 
 def run_processor(
-    execution: cluster.Execution, fileset: dict, proc: processor.ProcessorABC, args: argparse.Namespace, records: ChunkRecords
+    execution: cluster.Execution,
+    fileset: dict,
+    proc: processor.ProcessorABC,
+    args: argparse.Namespace,
+    records: ChunkRecords,
+    performance_report: Path | None = None,
 ) -> dict:
     """Run a processor over a fileset on the chosen executor, resuming from the chunk ``records`` of an interrupted run.
 
-    The records are removed once the run is complete: its merged outputs are what stays.
+    The caller removes the records once the stage's outputs are written.
+    On a Dask executor, ``performance_report`` names the HTML file of Dask's
+    performance report of the run (task stream, worker profiles, bandwidth).
     """
     records.discard_others()
+    report_context: contextlib.AbstractContextManager = contextlib.nullcontext()
+    if performance_report is not None and execution.client is not None:
+        from distributed import performance_report as dask_performance_report
+
+        report_context = dask_performance_report(filename=str(performance_report))
     runner = processor.Runner(
         executor=execution.executor,
         schema=Belle2Schema,
@@ -93,8 +107,10 @@ def run_processor(
         savemetrics=True,
         checkpointer=records,
     )
+    start = time.perf_counter()
     try:
-        output, metrics = runner(fileset, proc)  # each file names its tree (inputs.tree_of)
+        with report_context:
+            output, metrics = runner(fileset, proc)  # each file names its tree (inputs.tree_of)
     except Exception as exc:
         # a bad input found while processing comes back wrapped by the executor: report its own line
         cause: BaseException | None = exc
@@ -106,14 +122,43 @@ def run_processor(
     chunks = {"processed": 0, "resumed": 0, **output.pop(CHUNKS, {})}
     if chunks["resumed"]:
         log.info("%d chunks loaded from the records of an interrupted run, %d processed", chunks["resumed"], chunks["processed"])
-    records.remove()
-    return {"output": output, "metrics": metrics, "chunks": chunks}
+    run_metrics = stage_metrics(execution, metrics, chunks, time.perf_counter() - start)
+    return {"output": output, "metrics": metrics, "chunks": chunks, "run_metrics": run_metrics}
 
 
-def chunk_records(out: Path, stage: str, cfg_hash: str, args: argparse.Namespace, model_dir: Path | None = None) -> ChunkRecords:
-    """The chunk records of one stage: keyed by the config, the models and the options the chunk outputs depend on."""
-    models = files_digest(model_dir.rglob("*.ubj")) if model_dir is not None else b""
-    return ChunkRecords(out / "chunk_records" / stage, records_key(stage, cfg_hash, models, f"drop_nonfinite={args.drop_nonfinite}"))
+def stage_metrics(execution: cluster.Execution, metrics: dict, chunks: dict, wall_s: float) -> dict:
+    """What a stage's processing cost, in the spirit of the IRIS-HEP AGC metrics."""
+    events = int(metrics.get("entries", 0))
+    cores = max(execution.workers, 1)
+    info = execution.info
+    return {
+        "wall_s": wall_s,
+        "events": events,
+        "events_per_s": events / wall_s if wall_s > 0 else 0.0,
+        "events_per_s_per_core": events / wall_s / cores if wall_s > 0 else 0.0,
+        "cores": cores,
+        "bytes_read": int(metrics.get("bytesread", 0)),
+        "chunks": int(metrics.get("chunks", 0)),
+        "chunks_processed": chunks["processed"],
+        "chunks_resumed": chunks["resumed"],
+        "processing_time_s": float(metrics.get("processtime", 0.0)),
+        "executor": execution.name,
+        "workers": execution.workers,
+        "retries": info.get("retries", 0),
+        "workers_lost": len(info.get("workers_lost", [])),
+        "tasks_recomputed": sum(len(x["running"]) + len(x["results_lost"]) for x in info.get("recomputed", [])),
+    }
+
+
+def chunk_records(
+    out: Path, stage: str, cfg: AnalysisConfig, args: argparse.Namespace, fileset: dict, model_dir: Path | None = None
+) -> ChunkRecords:
+    """The chunk records of one stage, keyed by all a chunk's output depends on besides its file: the config, the
+    samples' weights and metadata (which change with the files found), the BDT models and the options."""
+    models = files_digest(p for p in model_dir.rglob("*") if p.is_file()) if model_dir is not None else b""
+    metadata = json.dumps({name: entry.get("metadata", {}) for name, entry in fileset.items()}, sort_keys=True, default=str)
+    key = records_key(stage, cfg.hash(), metadata, models, f"drop_nonfinite={args.drop_nonfinite}")
+    return ChunkRecords(out / "chunk_records" / stage, key)
 
 
 def stage_simulate(cfg: AnalysisConfig, execution: cluster.Execution) -> list:
@@ -164,13 +209,12 @@ def stage_train(cfg: AnalysisConfig, execution: cluster.Execution, args: argpars
     found = inputs.collect_inputs(cfg, samples, skip_bad_files=args.skip_bad_files, max_files=args.max_files)
     table_dir = out / "tables"
     table_dir.mkdir(parents=True, exist_ok=True)
+    files = inputs.fileset(found, cfg)
+    records = chunk_records(out, "train", cfg, args, files)
     result = run_processor(
-        execution,
-        inputs.fileset(found, cfg),
-        processor_class(cfg)(cfg, table_dir=table_dir, drop_nonfinite=args.drop_nonfinite),
-        args,
-        chunk_records(out, "train", chash, args),
+        execution, files, processor_class(cfg)(cfg, table_dir=table_dir, drop_nonfinite=args.drop_nonfinite), args, records
     )
+    training_metrics = result["run_metrics"]
     tables = result["output"].get("tables", {})
     written = {Path(p).name for paths in tables.values() for p in paths}
     for old in table_dir.glob("*.parquet"):  # tables of earlier runs with other chunks
@@ -195,7 +239,8 @@ def stage_train(cfg: AnalysisConfig, execution: cluster.Execution, args: argpars
     # without categories the one (None) category's summary is the whole summary
     result = summary.pop(None) if None in summary else summary
     write_json(result, out / "bdt_summary.json")
-    return result
+    records.remove()
+    return {**result, "run_metrics": training_metrics}
 
 
 def stage_process(cfg: AnalysisConfig, execution: cluster.Execution, args: argparse.Namespace, out: Path) -> dict:
@@ -206,13 +251,15 @@ def stage_process(cfg: AnalysisConfig, execution: cluster.Execution, args: argpa
         log.warning("no trained BDT models in %s: templates with BDT axes stay empty", model_dir)
     found = inputs.collect_inputs(cfg, cfg.samples, skip_bad_files=args.skip_bad_files, max_files=args.max_files)
     files = inputs.fileset(found, cfg)
+    records = chunk_records(out, "process", cfg, args, files, model_dir if use_models else None)
     start = time.perf_counter()
     result = run_processor(
         execution,
         files,
         processor_class(cfg)(cfg, model_dir=model_dir if use_models else None, drop_nonfinite=args.drop_nonfinite),
         args,
-        chunk_records(out, "process", cfg.hash(), args, model_dir if use_models else None),
+        records,
+        performance_report=out / "dask_performance_report.html",
     )
     elapsed = time.perf_counter() - start
     output = result["output"]
@@ -240,6 +287,8 @@ def stage_process(cfg: AnalysisConfig, execution: cluster.Execution, args: argpa
         "bdt_models": str(model_dir) if use_models else None,
         "wall_time_s": elapsed,
         "chunks": result["chunks"],
+        "run_metrics": result["run_metrics"],
+        "performance_report": str(out / "dask_performance_report.html") if execution.client is not None else None,
         "samples": {name: _sample_record(cfg, si, output, files) for name, si in found.items()},
         "cluster": execution.info,
         "metrics": {k: v for k, v in result["metrics"].items() if isinstance(v, (int, float, str))},
@@ -256,6 +305,7 @@ def stage_process(cfg: AnalysisConfig, execution: cluster.Execution, args: argpa
         "ε = a signal sample's yield in the region over its produced events.\n\n" + report.region_yields_markdown(yields),
         out / "regions.md",
     )
+    records.remove()
     return summary
 
 
@@ -265,10 +315,11 @@ def stage_validation(cfg: AnalysisConfig, execution: cluster.Execution, args: ar
     if val is None:
         raise ValueError(f"analysis {cfg.name!r} has no validation section")
     found = inputs.collect_inputs(cfg, [val.mc, val.data], skip_bad_files=args.skip_bad_files, max_files=args.max_files)
-    records = chunk_records(out, "validation", cfg.hash(), args, model_dir)
-    output = run_processor(
-        execution, inputs.fileset(found, cfg), JpsiKProcessor(cfg, model_dir=model_dir, drop_nonfinite=args.drop_nonfinite), args, records
-    )["output"]
+    files = inputs.fileset(found, cfg)
+    records = chunk_records(out, "validation", cfg, args, files, model_dir)
+    output = run_processor(execution, files, JpsiKProcessor(cfg, model_dir=model_dir, drop_nonfinite=args.drop_nonfinite), args, records)[
+        "output"
+    ]
     scores = {name: {k: np.concatenate(v) for k, v in output["proxy_scores"][name].items()} for name in (val.mc.name, val.data.name)}
     try:
         ratio, error = jpsik.efficiency_ratio(scores[val.data.name], scores[val.mc.name], val.cuts)
@@ -308,6 +359,7 @@ def stage_validation(cfg: AnalysisConfig, execution: cluster.Execution, args: ar
     )
     report.validation_plots(output["controls"], val.mc.name, val.data.name, out / "plots", fits={"mbc": mbc_peaks.get(val.data.name)})
     log.info("J/psi K+ proxy efficiency ratio data/MC = %.3f +- %.3f", ratio, error)
+    records.remove()
     return result
 
 
@@ -374,8 +426,11 @@ def _sample_record(cfg: AnalysisConfig, si: inputs.SampleInputs, output: dict, f
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
-    # pyhf logs every modifier of every model it builds at INFO
-    logging.getLogger("pyhf").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
+    # pyhf logs every modifier of every model it builds at INFO; distributed every worker's start and stop
+    for chatty in ("pyhf", "distributed"):
+        logging.getLogger(chatty).setLevel(logging.DEBUG if args.verbose else logging.WARNING)
+    if not args.verbose:  # for the worker processes of a local cluster, which read dask's config
+        os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
     try:
         cfg = load_config(args.config)
         check_ntuple_columns(cfg)
@@ -392,19 +447,26 @@ def main(argv: list[str] | None = None) -> int:
             outputs_lock(out),
             cluster.execution_from_args(args) if needs_executor else contextlib.nullcontext() as execution,
         ):
+            run_metrics = {}
             for stage in stages:
                 log.info("stage %s", stage)
+                start = time.perf_counter()
+                value: object
                 if stage == "fit":
-                    stage_fit(cfg, args, out)
+                    value = stage_fit(cfg, args, out)
                 elif execution is None:  # needs_executor holds for every other stage
                     raise ValueError(f"stage {stage} has no executor")
                 elif stage == "simulate":
-                    stage_simulate(cfg, execution)
+                    value = stage_simulate(cfg, execution)
                 elif stage == "train":
-                    stage_train(cfg, execution, args, out)
+                    value = stage_train(cfg, execution, args, out)
                 elif stage == "process":
-                    stage_process(cfg, execution, args, out)
-        log.info("outputs in %s", out)
+                    value = stage_process(cfg, execution, args, out)
+                processing = value.get("run_metrics", {}) if isinstance(value, dict) else {}
+                run_metrics[stage] = {**processing, "wall_s": time.perf_counter() - start}
+            write_json(run_metrics, out / "run_metrics.json")
+            report.write_html_report(out, cfg.name)
+        log.info("outputs in %s; open %s in a browser", out, out / "report.html")
         return 0
     except (ConfigError, inputs.InputError, fit.FitError, OutputsInUseError) as exc:
         print(f"kvv: error: {exc}", file=sys.stderr)

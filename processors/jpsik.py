@@ -63,7 +63,9 @@ class JpsiKProcessor(KnunuProcessor):
         candidates = jpsik.reconstruct_jpsik(tracks, muon_id, beam, validation.candidates)
         has_b = candidates["has_b"]
 
-        proxy, _, kept = jpsik.signal_proxy(tracks, candidates, event_number, validation.seed)
+        experiment, run = (np.asarray(ak.to_numpy(events[name])) for name in ("__experiment__", "__run__"))
+        ids = jpsik.event_id(experiment, run, event_number)
+        proxy, _, kept = jpsik.signal_proxy(tracks, candidates, ids, validation.seed)
         proxy_truth = keep_track_truth(truth, kept)
         columns, passed, _ = self._select(events, proxy, photons, proxy_truth, event_number, ones)
 
@@ -87,6 +89,7 @@ class JpsiKProcessor(KnunuProcessor):
                 "proxy BDT cuts": selection.cutflow_row(selected),
             },
             finite,
+            self.drop_nonfinite,
         )
         return {
             "entries": {name: np.array([n_read], dtype=np.int64)},

@@ -78,7 +78,7 @@ class KnunuProcessor(processor.ProcessorABC):
         tracks, photons, truth = self.clean_objects(events)
 
         columns, passed, cutflow = self._select(events, tracks, photons, truth, event_number, weights)
-        out = self._fill(meta, sample, columns, weights[passed], with_finite_row(cutflow, finite), n_read)
+        out = self._fill(meta, sample, columns, weights[passed], with_finite_row(cutflow, finite, self.drop_nonfinite), n_read)
         out["nonfinite"] = {sample.name: {meta["filename"]: int((~finite).sum())}}
         if self.table_dir is not None:
             return out
@@ -139,7 +139,7 @@ class KnunuProcessor(processor.ProcessorABC):
         weights = np.full(len(columns["has_kaon"]), float(meta["weight"]))
         columns.update({name: np.full(len(weights), -1.0) for name in MC_EVENT_BRANCHES if name not in columns})
         selected, passed, cutflow = self._select_columns(columns, weights)
-        out = self._fill(meta, sample, selected, weights[passed], with_finite_row(cutflow, finite), n_rows)
+        out = self._fill(meta, sample, selected, weights[passed], with_finite_row(cutflow, finite, self.drop_nonfinite), n_rows)
         out["nonfinite"] = {sample.name: {meta["filename"]: int((~finite).sum())}}
         if self.table_dir is None:
             nominal = self._nominal_weights(sample, selected, self._corrected(sample, selected, weights[passed]))
@@ -296,9 +296,12 @@ class KnunuProcessor(processor.ProcessorABC):
         return accumulator
 
 
-def with_finite_row(cutflow: dict[str, int], finite: np.ndarray) -> dict[str, int]:
-    """The cutflow with a "finite input" row after "entries read" when events were dropped for non-finite inputs."""
-    if finite.all():
+def with_finite_row(cutflow: dict[str, int], finite: np.ndarray, drop_nonfinite: bool) -> dict[str, int]:
+    """The cutflow with a "finite input" row after "entries read" in runs that drop events with non-finite inputs.
+
+    Every chunk of such a run has the row, so that the merged row counts every chunk.
+    """
+    if not drop_nonfinite:
         return cutflow
     steps = iter(cutflow.items())
     next(steps)  # "entries read" of the finite events

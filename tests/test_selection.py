@@ -158,3 +158,16 @@ def test_sum_histogram_is_the_same_bits_for_any_chunking_and_merge_order():
     # floating point is not: summed one by one or pairwise, the same weights differ in the last bits
     w = values["weight"]
     assert np.cumsum(w)[-1] != w.sum()
+
+
+def test_sum_histogram_keeps_small_weights_and_refuses_huge_ones():
+    """Weights 1e-5 of the scale keep their squares (to 1e-6), negative ones sum exactly; 2**15 x the scale is refused."""
+    axes = (hist.axis.StrCategory(["a"], name="dataset"), hist.axis.Regular(2, 0.0, 2.0, name="x"))
+    h = histograms.SumHistogram(*axes)
+    w = np.array([1.3e-3, 2.2e-3, -0.7e-3, 651.3])
+    h.fill("a", x=np.array([0.5, 0.5, 0.5, 1.5]), weight=w, scale=651.3)
+    view = h.to_hist().view(flow=True)
+    np.testing.assert_allclose(view["value"][0, 1:3], [w[:3].sum(), w[3]], rtol=1e-9)
+    np.testing.assert_allclose(view["variance"][0, 1:3], [np.sum(w[:3] ** 2), w[3] ** 2], rtol=1e-6)
+    with pytest.raises(ValueError, match="more than 2\\*\\*15 times its scale"):
+        h.fill("a", x=np.array([0.5]), weight=np.array([651.3 * 2.0**16]), scale=651.3)

@@ -199,18 +199,21 @@ class _HypoTest:
             log.info("fixed-POI fit at %.4g is %.2g below the free fit: refitting the free fit from it", mu, free.fval - opt.fval)
             refit = minimize(self.lh, data, init=opt.x)
             self.nfits += 1
-            if refit.fval < free.fval:
-                if kind == "obs":
-                    self.fit = refit
-                else:
-                    self.asimov_fit = refit
+            # the fixed fit is a point of the free parameter space too: the lower of the two is the free minimum
+            best = refit if refit.fval <= opt.fval else opt
+            if kind == "obs":
+                self.fit = best
+            else:
+                self.asimov_fit = best
         return opt.fval
 
     def sqrt_q(self, mu: float) -> float:
-        mu_hat = self.fit.x[self.lh.poi_index]
-        if mu < mu_hat:  # one-sided: upward fluctuations do not count against mu
+        if mu < self.fit.x[self.lh.poi_index]:  # one-sided: upward fluctuations do not count against mu
             return 0.0
-        return float(np.sqrt(max(self._fixed_fit("obs", mu) - self.fit.fval, 0.0)))
+        fixed = self._fixed_fit("obs", mu)  # may move the free fit (and mu-hat) to a lower minimum
+        if mu < self.fit.x[self.lh.poi_index]:
+            return 0.0
+        return float(np.sqrt(max(fixed - self.fit.fval, 0.0)))
 
     def sqrt_qa(self, mu: float) -> float:
         return float(np.sqrt(max(self._fixed_fit("asimov", mu) - self.asimov_fit.fval, 0.0)))

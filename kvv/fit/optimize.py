@@ -157,7 +157,7 @@ def minimize(
     kinked = np.asarray([i for i in kinked if i not in (fixed or {})], dtype=int)
     if not kinked.size:
         return first
-    starts = [lh.init.copy()]
+    starts = [] if init is None else [lh.init.copy()]  # without init the first fit started there
     for index in kinked:
         for shift in (-1.0, 1.0):
             start = first.x.copy()
