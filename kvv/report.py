@@ -269,8 +269,7 @@ REPORT_PLOTS = ("fit/plots", "plots", "models/diagnostics")
 def write_html_report(out: Path, analysis: str) -> Path:
     """``out/report.html``: one self-contained page of the run (summaries, run metrics, every plot inlined).
 
-    Images are embedded as data URIs, so the page can be mailed or attached as
-    it is; each marks itself ``data-loaded`` once the browser has decoded it.
+    Images are embedded as data URIs, so the page can be mailed or attached as it is.
     """
     import base64
     import html
@@ -304,8 +303,8 @@ def write_html_report(out: Path, analysis: str) -> Path:
             for image in images:
                 data = base64.b64encode(image.read_bytes()).decode()
                 parts.append(
-                    f'<figure><img alt="{html.escape(image.stem)}" src="data:image/png;base64,{data}" '
-                    f'onload="this.dataset.loaded=1"><figcaption>{html.escape(image.name)}</figcaption></figure>'
+                    f'<figure><img alt="{html.escape(image.stem)}" src="data:image/png;base64,{data}">'
+                    f"<figcaption>{html.escape(image.name)}</figcaption></figure>"
                 )
     style = (
         "body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}"

@@ -97,7 +97,8 @@ def run_processor(
     if performance_report is not None and execution.client is not None:
         from distributed import performance_report as dask_performance_report
 
-        report_context = dask_performance_report(filename=str(performance_report))
+        # inline: the page carries Bokeh's JavaScript, so it opens without network (cluster nodes, mail)
+        report_context = dask_performance_report(filename=str(performance_report), mode="inline")
     runner = processor.Runner(
         executor=execution.executor,
         schema=Belle2Schema,
@@ -447,7 +448,9 @@ def main(argv: list[str] | None = None) -> int:
             outputs_lock(out),
             cluster.execution_from_args(args) if needs_executor else contextlib.nullcontext() as execution,
         ):
-            run_metrics = {}
+            # the stages of earlier runs on this folder stay, those run now replace theirs
+            metrics_path = out / "run_metrics.json"
+            run_metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
             for stage in stages:
                 log.info("stage %s", stage)
                 start = time.perf_counter()
@@ -464,7 +467,7 @@ def main(argv: list[str] | None = None) -> int:
                     value = stage_process(cfg, execution, args, out)
                 processing = value.get("run_metrics", {}) if isinstance(value, dict) else {}
                 run_metrics[stage] = {**processing, "wall_s": time.perf_counter() - start}
-            write_json(run_metrics, out / "run_metrics.json")
+            write_json(run_metrics, metrics_path)
             report.write_html_report(out, cfg.name)
         log.info("outputs in %s; open %s in a browser", out, out / "report.html")
         return 0
