@@ -9,6 +9,7 @@ every worker; models are loaded there once per process (``kvv.bdt`` caches them)
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import awkward as ak
@@ -25,6 +26,23 @@ from kvv.physics.columns import PhotonColumns, TrackColumns
 MC_EVENT_BRANCHES = ("mcB1Mode", "mcB2Mode", "mcq2")
 TRACK_TRUTH = {"track_mcPDG": "mcPDG", "track_mcMotherPDG": "mcMotherPDG"}  # truth key -> Tracks field
 PHOTON_TRUTH = {"photon_mcPDG": "mcPDG", "photon_mcMotherPDG": "mcMotherPDG"}
+
+
+@dataclass
+class _Chunk:
+    """A chunk of events after the cleanup, the kernels and the preselection."""
+
+    events: ak.Array
+    event_number: np.ndarray
+    finite: np.ndarray  # per entry read: no NaN or infinity in its inputs
+    weights: np.ndarray  # per finite event: the sample's normalisation
+    tracks: TrackColumns
+    photons: PhotonColumns
+    truth: dict[str, np.ndarray]
+    columns: dict[str, np.ndarray]  # of the preselected events
+    passed: np.ndarray  # per finite event: passes the preselection
+    cutflow: dict[str, int]
+    entries: int
 
 
 class KnunuProcessor(processor.ProcessorABC):
@@ -64,11 +82,41 @@ class KnunuProcessor(processor.ProcessorABC):
         cfg = self.cfg
         meta = dict(events.metadata)
         sample = cfg.sample(meta["dataset"])
-        layout = cfg.format_of(sample)
-        if layout == "basf2_ntuple":
+        if cfg.format_of(sample) == "basf2_ntuple":
             return self._process_candidates(meta, sample)
-        if layout == "basf2_eventbased":
-            events = basf2.eventbased_events(events, meta, cfg.input.eventbased, {} if sample.is_data else cfg.input.truth)
+        chunk = self._prepare(events, meta, sample)
+        out = self._fill(meta, sample, chunk.columns, chunk.weights[chunk.passed], chunk.cutflow, chunk.entries)
+        out["nonfinite"] = {sample.name: {meta["filename"]: int((~chunk.finite).sum())}}
+        if self.table_dir is not None:
+            return out
+        for shift in sy.object_shifts(cfg.systematics):
+            if sample.is_data:  # data are what they are: every variation sees the nominal
+                varied, varied_weights = chunk.columns, self._corrected(sample, chunk.columns, chunk.weights[chunk.passed])
+            else:
+                varied, varied_weights = self._shifted(
+                    shift, sample, chunk.events, chunk.tracks, chunk.photons, chunk.truth, chunk.event_number, chunk.weights
+                )
+            self._fill_templates(
+                out, sample, shift.name, varied, self._nominal_weights(sample, varied, varied_weights), float(meta["weight"])
+            )
+        return out
+
+    def preselected(self, events: ak.Array) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """One chunk's preselected events: their columns (features, BDT scores) and nominal weights.
+
+        What the control histograms are filled with; for exploring a variable
+        (:mod:`kvv.explore`) before it goes into the YAML.
+        """
+        meta = dict(events.metadata)
+        sample = self.cfg.sample(meta["dataset"])
+        chunk = self._prepare(events, meta, sample)
+        weights = self._corrected(sample, chunk.columns, chunk.weights[chunk.passed])
+        return chunk.columns, self._nominal_weights(sample, chunk.columns, weights)
+
+    def _prepare(self, events: ak.Array, meta: dict, sample: Sample) -> _Chunk:
+        """Layout, finiteness check, cleanup, kernels, preselection and BDT scores of one chunk of events."""
+        if self.cfg.format_of(sample) == "basf2_eventbased":
+            events = basf2.eventbased_events(events, meta, self.cfg.input.eventbased, {} if sample.is_data else self.cfg.input.truth)
         n_read = len(events)
         event_number = np.asarray(ak.to_numpy(events["__event__"]), dtype=np.int64)
         finite = self._finite(inputs.nonfinite_events(events), meta, event_number)
@@ -76,21 +124,11 @@ class KnunuProcessor(processor.ProcessorABC):
             events, event_number = events[finite], event_number[finite]
         weights = np.full(len(events), float(meta["weight"]))
         tracks, photons, truth = self.clean_objects(events)
-
         columns, passed, cutflow = self._select(events, tracks, photons, truth, event_number, weights)
-        out = self._fill(meta, sample, columns, weights[passed], with_finite_row(cutflow, finite, self.drop_nonfinite), n_read)
-        out["nonfinite"] = {sample.name: {meta["filename"]: int((~finite).sum())}}
-        if self.table_dir is not None:
-            return out
-        for shift in sy.object_shifts(cfg.systematics):
-            if sample.is_data:  # data are what they are: every variation sees the nominal
-                varied, varied_weights = columns, self._corrected(sample, columns, weights[passed])
-            else:
-                varied, varied_weights = self._shifted(shift, sample, events, tracks, photons, truth, event_number, weights)
-            self._fill_templates(
-                out, sample, shift.name, varied, self._nominal_weights(sample, varied, varied_weights), float(meta["weight"])
-            )
-        return out
+        return _Chunk(
+            events, event_number, finite, weights, tracks, photons, truth, columns, passed,
+            with_finite_row(cutflow, finite, self.drop_nonfinite), n_read,
+        )  # fmt: skip
 
     def _finite(self, bad: dict[str, np.ndarray], meta: dict, event_number: np.ndarray) -> np.ndarray:
         """Events without NaN or infinity in the branches that feed the analysis (``bad``: per branch, the events

@@ -98,3 +98,41 @@ def test_dashboard_report_and_performance_report_in_a_browser(trained, tmp_path,
     metrics = json.loads((out / name / "run_metrics.json").read_text())
     assert metrics["process"]["events"] == sum(s.events for s in load_config(config).samples)
     assert metrics["process"]["events_per_s_per_core"] > 0 and metrics["fit"]["wall_s"] > 0
+
+
+@pytest.mark.slow
+def test_lazy_exploration_fills_the_runners_control_histogram(trained, reference):
+    """q2_rec after the preselection, built lazily and computed on a local Dask cluster: the Runner's histogram, bit for bit."""
+    import hist
+    import numpy as np
+    from distributed import Client, LocalCluster
+
+    from kvv import explore
+
+    config, outputs = trained
+    cfg = load_config(config)
+    control = next(c for c in cfg.controls if c.variable == "q2_rec")
+    axis = hist.axis.Regular(control.bins, control.start, control.stop, name="q2_rec")
+    sample = explore.open_sample(config, "signal", chunksize=1500, model_dir=outputs / cfg.name / "models")
+    assert len(sample.partitions) > 1
+    lazy = sample.histogram(axis)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, Client(cluster):
+        got = lazy.compute()
+    want = reference["controls"][control.key][{"dataset": "signal"}]
+    np.testing.assert_array_equal(got[{"dataset": "signal"}].values(flow=True), want.values(flow=True))
+    np.testing.assert_array_equal(got[{"dataset": "signal"}].variances(flow=True), want.variances(flow=True))
+    assert want.values().sum() > 0
+
+
+@pytest.mark.slow
+def test_readme_exploration_example_runs(trained):
+    """The README's exploration example, on the small test analysis and its models."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    section = readme.split("## Exploring a variable interactively", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    config, outputs = trained
+    head, rest = code.split("\n", 1)
+    assert head.startswith("CONFIG, MODELS = ")
+    namespace: dict = {}
+    exec(f"CONFIG, MODELS = {str(config)!r}, {str(outputs / load_config(config).name / 'models')!r}\n" + rest, namespace)
+    assert namespace["q2"][{"dataset": "signal"}].values().sum() > namespace["high_bdt"][{"dataset": "signal"}].values().sum() > 0
