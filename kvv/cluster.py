@@ -13,7 +13,9 @@ unencrypted ``tcp://`` scheduler needs ``--insecure``.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import contextlib
+import functools
 import logging
 import os
 import shutil
@@ -58,7 +60,8 @@ class Execution:
 
     name: str
     executor: processor.executor.ExecutorBase
-    map: Callable[[Callable, list], list]
+    #: ``map(fn, items, on_done=None)``: the results in the order of ``items``; ``on_done(i)`` as item ``i`` finishes
+    map: Callable[..., list]
     workers: int
     dashboard: str | None = None
     client: Any = None
@@ -164,11 +167,11 @@ def execution(
         raise ClusterError(f"--scheduler attaches a Dask client: use it with --executor dask, not {name}")
     workers = workers or default_workers()
     if name == "iterative":
-        yield Execution(name, processor.IterativeExecutor(status=status), lambda fn, items: [fn(i) for i in items], 1)
+        yield Execution(name, processor.IterativeExecutor(status=status), _iterative_map, 1)
     elif name == "futures":
         with ProcessPoolExecutor(max_workers=workers) as pool:
             executor = processor.FuturesExecutor(workers=workers, status=status)
-            yield Execution(name, executor, lambda fn, items: list(pool.map(fn, items)), workers)
+            yield Execution(name, executor, functools.partial(_pool_map, pool), workers)
     elif scheduler:
         security = client_security(scheduler, tls_ca, tls_cert, tls_key, insecure=insecure)
         with attached_client(scheduler, security) as client:
@@ -232,9 +235,35 @@ def dashboard_link(client: Any, dashboard_address: str | None = None) -> str:
     return f"http://{host}:{port}/status"
 
 
-def _dask_map(client: Any, retries: int) -> Callable[[Callable, list], list]:
-    def run(fn: Callable, items: list) -> list:
-        return client.gather(client.map(fn, items, pure=False, retries=retries))
+def _ignore(_: int) -> None:
+    pass
+
+
+def _iterative_map(fn: Callable, items: list, on_done: Callable[[int], None] = _ignore) -> list:
+    results = []
+    for i, item in enumerate(items):
+        results.append(fn(item))
+        on_done(i)
+    return results
+
+
+def _pool_map(pool: ProcessPoolExecutor, fn: Callable, items: list, on_done: Callable[[int], None] = _ignore) -> list:
+    futures = {pool.submit(fn, item): i for i, item in enumerate(items)}
+    for future in concurrent.futures.as_completed(futures):
+        future.result()  # raise the first failure as soon as it is known
+        on_done(futures[future])
+    return [f.result() for f in futures]
+
+
+def _dask_map(client: Any, retries: int) -> Callable[..., list]:
+    def run(fn: Callable, items: list, on_done: Callable[[int], None] = _ignore) -> list:
+        from distributed import as_completed
+
+        futures = client.map(fn, items, pure=False, retries=retries)
+        index = {f.key: i for i, f in enumerate(futures)}
+        for future in as_completed(futures):
+            on_done(index[future.key])
+        return client.gather(futures)
 
     return run
 

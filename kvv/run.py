@@ -21,6 +21,7 @@ import hist
 import numpy as np
 import pandas as pd
 from coffea import processor
+from rich.progress import Progress, TextColumn
 
 from kvv import bdt, cluster, fit, histograms, jpsik, report, systematics
 from kvv.config import DEFAULT_CONFIG, AnalysisConfig, ConfigError, load_config
@@ -162,8 +163,29 @@ def chunk_records(
     return ChunkRecords(out / "chunk_records" / stage, key)
 
 
-def stage_simulate(cfg: AnalysisConfig, execution: cluster.Execution) -> list:
-    return generate_missing(cfg, cfg.all_samples, lambda tasks: execution.map(_generate, tasks))
+def stage_simulate(cfg: AnalysisConfig, execution: cluster.Execution, show_progress: bool = True) -> dict:
+    """Generate the missing sample files, with a progress bar in events and events/s."""
+    start = time.perf_counter()
+    done = {"events": 0}
+
+    def submit(tasks: list[dict]) -> list:
+        total = sum(t["n_events"] for t in tasks)
+        columns = (*Progress.get_default_columns(), TextColumn("{task.completed:,.0f}/{task.total:,.0f} events, {task.fields[rate]}"))
+        with Progress(*columns, disable=not show_progress) as progress:
+            bar = progress.add_task("Generating", total=total, rate="")
+
+            def on_done(i: int) -> None:
+                done["events"] += tasks[i]["n_events"]
+                rate = done["events"] / (time.perf_counter() - start)
+                progress.update(bar, advance=tasks[i]["n_events"], rate=f"{rate:,.0f} events/s")
+
+            return execution.map(_generate, tasks, on_done)
+
+    files = generate_missing(cfg, cfg.all_samples, submit)
+    wall = time.perf_counter() - start
+    cores = max(execution.workers, 1)
+    return {"files": files, "run_metrics": {"events": done["events"], "events_per_s": done["events"] / wall,
+                                            "events_per_s_per_core": done["events"] / wall / cores, "cores": cores}}  # fmt: skip
 
 
 def _generate(task: dict) -> dict:
@@ -424,11 +446,17 @@ def _sample_record(cfg: AnalysisConfig, si: inputs.SampleInputs, output: dict, f
     )
 
 
+def _rate(metrics: dict) -> str:
+    if not metrics.get("events"):
+        return ""
+    return f": {metrics['events']:,} events, {metrics['events_per_s']:,.0f} events/s ({metrics['events_per_s_per_core']:,.0f} per core)"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
     # pyhf logs every modifier of every model it builds at INFO; distributed every worker's start and stop
-    for chatty in ("pyhf", "distributed"):
+    for chatty in ("pyhf", "distributed", "jax"):
         logging.getLogger(chatty).setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     if not args.verbose:  # for the worker processes of a local cluster, which read dask's config
         os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
@@ -460,13 +488,14 @@ def main(argv: list[str] | None = None) -> int:
                 elif execution is None:  # needs_executor holds for every other stage
                     raise ValueError(f"stage {stage} has no executor")
                 elif stage == "simulate":
-                    value = stage_simulate(cfg, execution)
+                    value = stage_simulate(cfg, execution, show_progress=not args.no_progress)
                 elif stage == "train":
                     value = stage_train(cfg, execution, args, out)
                 elif stage == "process":
                     value = stage_process(cfg, execution, args, out)
                 processing = value.get("run_metrics", {}) if isinstance(value, dict) else {}
                 run_metrics[stage] = {**processing, "wall_s": time.perf_counter() - start}
+                log.info("stage %s done in %.1f s%s", stage, run_metrics[stage]["wall_s"], _rate(run_metrics[stage]))
             write_json(run_metrics, metrics_path)
             report.write_html_report(out, cfg.name)
         log.info("outputs in %s; open %s in a browser", out, out / "report.html")

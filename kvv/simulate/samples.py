@@ -165,7 +165,7 @@ def missing_generation_tasks(cfg: AnalysisConfig, samples: Iterable[Sample]) -> 
 
 
 def generate_missing(cfg: AnalysisConfig, samples: Iterable[Sample], submit: Callable[[list[dict]], list]) -> list:
-    """Generate every missing sample file; ``submit`` runs the task list on an executor."""
+    """Generate every missing sample file; ``submit`` runs the task list (``generate_sample`` keywords) on an executor."""
     tasks = missing_generation_tasks(cfg, samples)
     if not tasks:
         return []
