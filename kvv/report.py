@@ -55,18 +55,24 @@ def cutflow_markdown(table: Mapping[str, Mapping[str, Mapping[str, float]]]) -> 
 
 
 def region_yields(templates: Mapping, cfg: AnalysisConfig, produced: Mapping[str, float]) -> dict:
-    """Per fit region: nominal signal and background yields, purity S / (S + B), and the
+    """Per fit region: nominal signal and background yields, purity S / (S + B), the
     efficiency of each signal sample, its yield over ``produced[sample]`` (its weighted
-    events before any selection)."""
+    events before any selection), and each template's effective number of MC events
+    N_eff = (sum w)^2 / sum w^2: how many unweighted events carry its statistical weight."""
     out = {}
     for region in cfg.regions:
         h = templates[region.name]
         signal, background = 0.0, 0.0
         efficiency: dict[str, float] = {}
+        sums: dict[str, list[float]] = {}
         for s in cfg.samples:
             if s.is_data or s.resonance != region.resonance:
                 continue
-            yield_ = float(np.sum(h[{"dataset": s.name, "variation": NOMINAL}].values()))
+            nominal = h[{"dataset": s.name, "variation": NOMINAL}]
+            yield_ = float(np.sum(nominal.values()))
+            entry = sums.setdefault(s.template, [0.0, 0.0])
+            entry[0] += yield_
+            entry[1] += float(np.sum(variances_of(nominal)))
             if s.template == cfg.fit.signal_template:
                 signal += yield_
                 efficiency[s.name] = yield_ / produced[s.name] if produced.get(s.name) else float("nan")
@@ -74,7 +80,8 @@ def region_yields(templates: Mapping, cfg: AnalysisConfig, produced: Mapping[str
                 background += yield_
         total = signal + background
         purity = signal / total if total > 0 else float("nan")
-        out[region.name] = {"signal": signal, "background": background, "efficiency": efficiency, "purity": purity}
+        n_eff = {template: (w * w / w2 if w2 > 0 else 0.0) for template, (w, w2) in sums.items()}
+        out[region.name] = {"signal": signal, "background": background, "efficiency": efficiency, "purity": purity, "n_eff": n_eff}
     return out
 
 
@@ -89,6 +96,17 @@ def region_yields_markdown(yields: Mapping[str, Mapping]) -> str:
         effs = " | ".join(f"{row['efficiency'][n]:.2e}" if n in row["efficiency"] else "–" for n in signals)
         purity = f"{row['purity']:.2%}" if np.isfinite(row["purity"]) else "– (no MC events)"
         lines.append(f"| {region} | {row['signal']:.4g} | {row['background']:.4g} | {purity} | {effs} |")
+    templates = sorted({name for row in yields.values() for name in row.get("n_eff", {})})
+    lines += [
+        "",
+        "Effective MC events per template, N_eff = (Σw)² / Σw² (an unweighted template of N_eff events has its precision):",
+        "",
+        "| region | " + " | ".join(templates) + " |",
+        "|---|" + "---:|" * len(templates),
+    ]
+    for region, row in yields.items():
+        cells = (f"{row['n_eff'][t]:.1f}" if t in row.get("n_eff", {}) else "–" for t in templates)
+        lines.append(f"| {region} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -90,6 +90,9 @@ def test_dashboard_report_and_performance_report_in_a_browser(trained, tmp_path,
     page = look_at(browser, (out / name / "report.html").as_uri(), wait_s=2, evaluate=PAGE_FACTS)
     assert page["title"] == f"kvv: {name}"
     assert f"mu = {results['mle']['poi_value']:.3f}" in page["text"]
+    impacts = results["grouped_impacts"]
+    # the fit summary puts the data- and MC-statistical impacts side by side
+    assert f"data statistics {impacts['stat']:.3f}, MC statistics {impacts['groups']['MC statistics']['impact']:.3f}" in page["text"]
     assert page["images"] >= 3
     performance = look_at(browser, (out / name / "dask_performance_report.html").as_uri(), wait_s=4, evaluate=BOKEH_STRINGS)
     assert performance is not None and any(s.startswith("KnunuProcessor") for s in performance)

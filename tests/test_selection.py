@@ -171,3 +171,20 @@ def test_sum_histogram_keeps_small_weights_and_refuses_huge_ones():
     np.testing.assert_allclose(view["variance"][0, 1:3], [np.sum(w[:3] ** 2), w[3] ** 2], rtol=1e-6)
     with pytest.raises(ValueError, match="more than 2\\*\\*15 times its scale"):
         h.fill("a", x=np.array([0.5]), weight=np.array([651.3 * 2.0**16]), scale=651.3)
+
+
+def test_region_table_reports_the_effective_mc_events_per_template():
+    """N_eff = (sum w)^2 / sum w^2: 4 events of weights 1, 1, 2, 4 make 64 / 22 effective events."""
+    from kvv import report
+
+    cfg = load_config()
+    booked = histograms.book(cfg)
+    sr = next(r for r in cfg.regions if r.name == "SR")
+    cols = {"kaon_pt": np.full(4, 2.0), "bdt2": np.full(4, 0.99)}
+    histograms.fill_template(booked["templates"]["SR"], sr, "charged", "nominal", cols, np.array([1.0, 1.0, 2.0, 4.0]), scale=1.0)
+    histograms.fill_template(booked["templates"]["SR"], sr, "mixed", "nominal", cols, np.full(4, 3.0), scale=3.0)
+    yields = report.region_yields(histograms.to_hist(booked["templates"]), cfg, produced={})
+    assert yields["SR"]["n_eff"]["charged"] == pytest.approx(64 / 22, rel=1e-9)
+    assert yields["SR"]["n_eff"]["mixed"] == pytest.approx(4.0, rel=1e-9)
+    assert yields["SR"]["n_eff"]["uubar"] == 0.0
+    assert "| SR |" in report.region_yields_markdown(yields).split("Effective MC events")[1]

@@ -29,7 +29,12 @@ def _markdown(results: dict) -> str:
         ]
     split = results.get("grouped_impacts")
     if split:
-        lines += [f"- stat = {split['stat']:.3f}, syst = {split['syst']:.3f}, total = {split['total']:.3f}", ""]
+        lines.append(f"- stat = {split['stat']:.3f}, syst = {split['syst']:.3f}, total = {split['total']:.3f}")
+        mc_stat = split["groups"].get("MC statistics", {}).get("impact")
+        if mc_stat is not None:  # the staterror parameters count as systematic in the split above
+            ratio = f" ({mc_stat / split['stat']:.1f} × data)" if split["stat"] > 0 else ""
+            lines.append(f"- data statistics {split['stat']:.3f}, MC statistics {mc_stat:.3f}{ratio}")
+        lines.append("")
         lines += ["| group | impact on POI |", "|---|---|"]
         lines += [f"| {g} | {v['impact']:.3f} |" for g, v in split["groups"].items()]
     table = results.get("systematics_table")
