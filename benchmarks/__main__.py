@@ -129,7 +129,7 @@ def _run_awkward(proc: KnunuProcessor, part: list) -> dict:
 
 
 def _run_pandas(proc: KnunuProcessor, part: list) -> dict:
-    return processor.accumulate([pandas_way.process_chunk(proc, c) for c in part])
+    return proc.postprocess(processor.accumulate([pandas_way.process_chunk(proc, c) for c in part]))
 
 
 def guarded(results: dict, key: str, fn) -> None:

@@ -276,8 +276,8 @@ def process_chunk(proc: KnunuProcessor, chunk: Chunk) -> dict:
     n = len(events)
     weights = np.full(n, float(chunk.weight))
     steps = selection.preselection_steps(columns, cfg.preselection)
-    cutflow = {"entries read": selection.cutflow_row(np.ones(n, dtype=bool), weights)}
-    cutflow.update({step: selection.cutflow_row(mask, weights) for step, mask in steps.items()})
+    cutflow = {"entries read": n}
+    cutflow.update({step: selection.cutflow_row(mask) for step, mask in steps.items()})
     passed = next(reversed(steps.values()))
     # event shape only for the survivors: renumber them 0..m-1
     rows = np.flatnonzero(passed)
@@ -289,12 +289,12 @@ def process_chunk(proc: KnunuProcessor, chunk: Chunk) -> dict:
     models = bdt.load_models_cached(proc.model_dir, bdt.stage_features(cfg.bdt))
     selected.update(bdt.score_chunk(models, selected, selected["__event__"]))
     out = {"cutflow": {sample.name: cutflow}, "entries": {sample.name: np.array([n], dtype=np.int64)}}
-    out.update(fill(cfg, sample, selected, weights[rows]))
+    out.update(fill(cfg, sample, selected, weights[rows], float(chunk.weight)))
     return out
 
 
-def fill(cfg: AnalysisConfig, sample: Sample, columns: dict[str, np.ndarray], weights: np.ndarray) -> dict:
-    """Controls and templates with hist: BDTc weight in the continuum nominal, unweighted as its down variation."""
+def fill(cfg: AnalysisConfig, sample: Sample, columns: dict[str, np.ndarray], weights: np.ndarray, scale: float) -> dict:
+    """Controls and templates (exact sums): BDTc weight in the continuum nominal, unweighted as its down variation."""
     booked = histograms.book(cfg)
     nominal = weights
     if not sample.is_data and sample.template in cfg.fit.continuum_templates and "continuum_weight" in columns:
@@ -306,12 +306,14 @@ def fill(cfg: AnalysisConfig, sample: Sample, columns: dict[str, np.ndarray], we
             variations[f"{v.name}_down"] = weights if not v.samples or sample.name in v.samples else nominal
     for control in cfg.controls:
         if control.variable in columns:
-            booked["controls"][control.variable].fill(dataset=sample.name, **{control.variable: columns[control.variable]}, weight=nominal)
+            booked["controls"][control.variable].fill(
+                sample.name, **{control.variable: columns[control.variable]}, weight=nominal, scale=scale
+            )
     for region in cfg.regions:
         if region.resonance != sample.resonance:
             continue
         mask = selection.interval_mask(columns, region.cuts)
         in_region = {a.variable: columns[a.variable][mask] for a in region.axes}
         for variation, w in variations.items():
-            histograms.fill_template(booked["templates"][region.name], region, sample.name, variation, in_region, w[mask])
-    return booked
+            histograms.fill_template(booked["templates"][region.name], region, sample.name, variation, in_region, w[mask], scale)
+    return {"templates": booked["templates"], "controls": booked["controls"]}

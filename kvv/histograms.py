@@ -248,11 +248,28 @@ def control_histogram(cfg: AnalysisConfig, control: ControlHistogram) -> SumHist
     )
 
 
+def _q2_gen_axis(cfg: AnalysisConfig) -> hist.axis.Variable:
+    return hist.axis.Variable(cfg.publication.q2_gen_edges, name="q2_gen", label=r"$q^2_{gen}$ [GeV$^2$/c$^4$]")
+
+
+def density_histogram(cfg: AnalysisConfig, region: Region) -> SumHistogram:
+    """Empty joint number density of a region: signal sample x generated q² (with flow bins) x the fit variables.
+
+    Summed over generated q², it is the region's nominal signal template, bin by bin.
+    """
+    axes: list[bh.axis.Axis] = [_sample_axis(cfg), _q2_gen_axis(cfg)]
+    axes += [hist.axis.Variable(a.edges, name=a.variable, label=a.label or a.variable, flow=False) for a in region.axes]
+    return SumHistogram(*axes)
+
+
 def book(cfg: AnalysisConfig) -> dict[str, dict[str, SumHistogram]]:
-    """All histograms of an analysis, empty: ``{"templates": {region: h}, "controls": {var: h}}``."""
+    """All histograms of an analysis, empty: ``{"templates": {region: h}, "controls": {var: h}, "densities": {region: h},
+    "generated": {"q2_gen": h}}``; the last two are filled for signal MC only (the reinterpretation material)."""
     return {
         "templates": {r.name: template_histogram(cfg, r) for r in cfg.regions},
         "controls": {c.key: control_histogram(cfg, c) for c in cfg.controls},
+        "densities": {r.name: density_histogram(cfg, r) for r in cfg.regions},
+        "generated": {"q2_gen": SumHistogram(_sample_axis(cfg), _q2_gen_axis(cfg))},
     }
 
 

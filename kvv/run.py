@@ -1,7 +1,8 @@
 """``python -m kvv.run``: the whole analysis, stage by stage.
 
 simulate (missing samples) -> train (feature tables, BDTs) -> process
-(histograms, cutflows, control plots) -> fit (workspace, inference).
+(histograms, cutflows, control plots) -> fit (workspace, inference) -> publish
+(joint number densities, HEPData record).
 Each stage reads what the previous one wrote in ``<outputs>/<analysis>/``.
 """
 
@@ -23,7 +24,7 @@ import pandas as pd
 from coffea import processor
 from rich.progress import Progress, TextColumn
 
-from kvv import bdt, cluster, fit, histograms, jpsik, report, systematics
+from kvv import bdt, cluster, fit, histograms, jpsik, publish, report, systematics
 from kvv.config import DEFAULT_CONFIG, AnalysisConfig, ConfigError, load_config
 from kvv.io import inputs
 from kvv.io.artefacts import OutputsInUseError, SampleRecord, outputs_lock, write_json, write_text
@@ -39,7 +40,7 @@ from processors.kstar import KstarProcessor
 
 log = logging.getLogger("kvv")
 
-STAGES = ("simulate", "train", "process", "fit")
+STAGES = ("simulate", "train", "process", "fit", "publish")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -286,7 +287,7 @@ def stage_process(cfg: AnalysisConfig, execution: cluster.Execution, args: argpa
     )
     elapsed = time.perf_counter() - start
     output = result["output"]
-    hists = {"templates": output["templates"], "controls": output["controls"]}
+    hists = {group: output[group] for group in ("templates", "controls", "densities", "generated")}
     histograms.save_pickle(hists, out / "histograms.pkl")
     histograms.save_root(hists, out / "histograms.root")
     cutflow = report.cutflow_json(output["cutflow"], {name: f.get("metadata", {}).get("weight") for name, f in files.items()})
@@ -485,6 +486,8 @@ def main(argv: list[str] | None = None) -> int:
                 value: object
                 if stage == "fit":
                     value = stage_fit(cfg, args, out)
+                elif stage == "publish":
+                    value = {"publication": str(publish.write_publication(cfg, out))}
                 elif execution is None:  # needs_executor holds for every other stage
                     raise ValueError(f"stage {stage} has no executor")
                 elif stage == "simulate":

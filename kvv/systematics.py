@@ -24,9 +24,9 @@ assumptions stated next to them; replace them by the collaboration's values.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from dataclasses import dataclass, fields, replace
-from typing import Protocol, cast
+from typing import Protocol
 
 import numpy as np
 
@@ -50,7 +50,7 @@ from kvv.config.systematics import (
     weight_nuisances,
 )
 from kvv.physics.columns import PhotonColumns, TrackColumns
-from kvv.physics.formfactors import BZ_M1, BZ_R1, BZ_R2, dgamma_dq2, fplus
+from kvv.physics.formfactors import BZ_M1, BZ_R1, BZ_R2, dgamma_dq2_columns, fplus_columns
 from kvv.physics.kinematics import pdg_mass
 from kvv.physics.randoms import hash_normal, hash_uniform
 
@@ -59,10 +59,6 @@ KAON_PDG = 321
 B_PLUS_MASS = pdg_mass(521)  # GeV/c^2
 K_PLUS_MASS = pdg_mass(321)
 SIGNAL_DECAY = "K+ nu_e anti-nu_e"  # B+ daughters of the B -> K nu nubar mode in decays.yaml
-# The form-factor kernels are annotated on scalars; numpy broadcasting makes their
-# Python functions work on whole q^2 columns, which is how the weights use them.
-_fplus_columns = cast("Callable[..., np.ndarray]", fplus.py_func)
-_dgamma_dq2_columns = cast("Callable[..., np.ndarray]", dgamma_dq2.py_func)
 
 # B species of the Upsilon(4S) decay per sample process: mcB1Mode/mcB2Mode index the
 # modes of this particle (charge conjugates share the mode order, see decays.yaml)
@@ -203,7 +199,7 @@ def _branching_fraction_weights(v: BranchingFractionVariation, columns: dict[str
 
 def _rate_density(q2: np.ndarray, params: dict[str, float]) -> np.ndarray:
     """dGamma/dq2 of B+ -> K+ nu nubar up to a constant, on arrays (the generator's kernel's formula)."""
-    return _dgamma_dq2_columns(np.asarray(q2, dtype=float), B_PLUS_MASS, K_PLUS_MASS, **params)
+    return dgamma_dq2_columns(np.asarray(q2, dtype=float), B_PLUS_MASS, K_PLUS_MASS, **params)
 
 
 @functools.cache
@@ -216,7 +212,7 @@ def form_factor_weight(q2: np.ndarray, params: dict[str, float], shape_only: boo
     """(f+(q2; params) / f+(q2; nominal))^2, divided by the total-rate ratio if ``shape_only``."""
     nominal = {"r1": BZ_R1, "r2": BZ_R2, "m1": BZ_M1}
     varied = nominal | params
-    weight = (_fplus_columns(q2, **varied) / _fplus_columns(q2, **nominal)) ** 2
+    weight = (fplus_columns(q2, **varied) / fplus_columns(q2, **nominal)) ** 2
     if shape_only:
         weight = weight * _total_rate(**nominal) / _total_rate(**varied)
     return weight

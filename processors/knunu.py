@@ -89,6 +89,8 @@ class KnunuProcessor(processor.ProcessorABC):
         out["nonfinite"] = {sample.name: {meta["filename"]: int((~chunk.finite).sum())}}
         if self.table_dir is not None:
             return out
+        if self._is_signal_mc(sample):  # the efficiency's denominator: every (finite) event read, by generated q²
+            out["generated"]["q2_gen"].fill(sample.name, q2_gen=chunk.truth["mcq2"], weight=chunk.weights, scale=float(meta["weight"]))
         for shift in sy.object_shifts(cfg.systematics):
             if sample.is_data:  # data are what they are: every variation sees the nominal
                 varied, varied_weights = chunk.columns, self._corrected(sample, chunk.columns, chunk.weights[chunk.passed])
@@ -157,10 +159,26 @@ class KnunuProcessor(processor.ProcessorABC):
             return out
         booked = histograms.book(self.cfg)
         self._fill_controls(booked, sample, columns, selected_weights, float(meta["weight"]))
-        for variation, w in self._variation_weights(sample, columns, selected_weights).items():
+        varied = self._variation_weights(sample, columns, selected_weights)
+        for variation, w in varied.items():
             self._fill_templates(booked, sample, variation, columns, w, float(meta["weight"]))
+        if self._is_signal_mc(sample):
+            self._fill_densities(booked, sample, columns, varied[histograms.NOMINAL], float(meta["weight"]))
         out.update(booked)
         return out
+
+    def _is_signal_mc(self, sample: Sample) -> bool:
+        return not sample.is_data and sample.template == self.cfg.fit.signal_template
+
+    def _fill_densities(self, booked: dict, sample: Sample, columns: dict[str, np.ndarray], weights: np.ndarray, scale: float) -> None:
+        """The joint number densities: the nominal signal templates, split by the generated q² (truth ``mcq2``)."""
+        for region in self.cfg.regions:
+            needed = set(region.cuts) | {a.variable for a in region.axes}
+            if region.resonance != sample.resonance or not needed <= columns.keys():
+                continue
+            mask = selection.interval_mask(columns, region.cuts)
+            in_region = {a.variable: columns[a.variable][mask] for a in region.axes}
+            booked["densities"][region.name].fill(sample.name, q2_gen=columns["mcq2"][mask], **in_region, weight=weights[mask], scale=scale)
 
     def _process_candidates(self, meta: dict, sample: Sample) -> dict:
         """A chunk of a basf2 candidate ntuple: the best candidate's columns per event, then the same chain.
@@ -326,7 +344,7 @@ class KnunuProcessor(processor.ProcessorABC):
 
     def postprocess(self, accumulator: dict) -> dict:
         """After the merge: the histograms as ``hist``, and the unrun side of one-sided object variations (2 nominal - varied)."""
-        for group in ("templates", "controls"):
+        for group in ("templates", "controls", "densities", "generated"):
             if group in accumulator:
                 accumulator[group] = histograms.to_hist(accumulator[group])
         if "templates" in accumulator:

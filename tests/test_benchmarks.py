@@ -76,7 +76,7 @@ def test_awkward_way_agrees(reference):
 
 def test_pandas_way_agrees(reference):
     proc, part, ref = reference
-    got = processor.accumulate([pandas_way.process_chunk(proc, c) for c in part])
+    got = proc.postprocess(processor.accumulate([pandas_way.process_chunk(proc, c) for c in part]))
     result = chain.compare(ref, got)
     assert result["identical"], result["mismatches"]
 

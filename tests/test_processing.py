@@ -401,3 +401,44 @@ def test_a_sample_without_usable_files_is_reported_and_the_fit_refuses(trained, 
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "charged had no usable file" in err[0] and "--allow-missing-samples" in err[0]
     assert main([*args, "--stage", "fit", "--allow-missing-samples"]) == 0
+
+
+def test_joint_densities_sum_to_the_signal_templates(trained, reference):
+    """Summed over generated q² (flow bins included), each signal sample's joint density is its nominal template."""
+    cfg = load_config(trained[0])
+    compared = 0
+    for region in cfg.regions:
+        for sample in (s for s in cfg.samples if s.template == cfg.fit.signal_template and s.resonance == region.resonance):
+            density = reference["densities"][region.name][{"dataset": sample.name}]
+            template = reference["templates"][region.name][{"dataset": sample.name, "variation": "nominal"}]
+            np.testing.assert_allclose(density.values(flow=True).sum(axis=0), template.values(), rtol=1e-12, atol=0)
+            np.testing.assert_allclose(density.variances(flow=True).sum(axis=0), template.variances(), rtol=1e-12, atol=0)
+            compared += int(template.values().sum() > 0)
+    assert compared >= 2
+    # the efficiency's denominator: every produced signal event, at the sample's weight
+    weight = json.loads((trained[1] / cfg.name / "summary.json").read_text())["samples"]["signal"]["weight"]
+    generated = reference["generated"]["q2_gen"][{"dataset": "signal"}].values(flow=True)
+    assert generated.sum() == pytest.approx(cfg.sample("signal").events * weight, rel=1e-9)
+    assert generated[0] == generated[-1] == 0  # every generated q2 in [0, 23] GeV^2
+
+
+def test_publish_stage_writes_a_validated_hepdata_record(trained, reference, tmp_path):
+    config, outputs = trained
+    cfg = load_config(config)
+    out = tmp_path / "outputs"
+    shutil.copytree(outputs, out)
+    for stage in ("fit", "publish"):
+        assert main(["--config", str(config), "--stage", stage, "--outputs", str(out), "--no-progress"]) == 0
+    pub = out / cfg.name / "publication"
+    assert (pub / "submission.tar.gz").stat().st_size > 0  # hepdata-lib validated it, or the stage had failed
+    assert {p.name for p in (pub / "hepdata").glob("*.yaml")} >= {"submission.yaml", "joint_number_density_sr.yaml",
+                                                                  "signal_efficiency_vs_generated_q2.yaml", "upper_limit_and_significance.yaml"}  # fmt: skip
+    densities = json.loads((pub / "joint_densities.json").read_text())
+    workspace = json.loads((pub / "workspace.json").read_text())
+    for channel in workspace["channels"]:
+        entry = densities["regions"].get(channel["name"])
+        if entry is None:
+            continue
+        signal = next(s for s in channel["samples"] if s["name"] == cfg.fit.signal_template)
+        summed = np.sum([np.asarray(s["density"]) for s in entry["samples"].values()], axis=0).sum(axis=0)
+        np.testing.assert_allclose(summed[entry["workspace_bins"]], signal["data"], rtol=1e-9)

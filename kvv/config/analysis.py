@@ -213,6 +213,23 @@ class JpsiKValidation(_Strict):
         return self
 
 
+def _q2_gen_edges() -> list[float]:
+    return [float(q2) for q2 in range(24)]  # 1 GeV^2 bins up to (m_B - m_K)^2 = 22.9 GeV^2
+
+
+class Publication(_Strict):
+    """The reinterpretation material of a run (arXiv:2507.12393): per signal sample, the joint number density
+    of the generated q² (the truth column ``mcq2``) and every fit bin, and the efficiency in generated q²."""
+
+    q2_gen_edges: list[float] = Field(default_factory=_q2_gen_edges, min_length=2)  # GeV^2
+
+    @model_validator(mode="after")
+    def _increasing(self) -> Publication:
+        if any(b <= a for a, b in itertools.pairwise(self.q2_gen_edges)):
+            raise ValueError(f"q2_gen_edges must increase strictly, got {self.q2_gen_edges}")
+        return self
+
+
 class AnalysisConfig(_Strict):
     """A whole analysis, as read from ``analysis_config/<name>.yaml``."""
 
@@ -237,6 +254,7 @@ class AnalysisConfig(_Strict):
     fit: FitSettings = FitSettings()
     kstar: KstarCuts = KstarCuts()  # processor: kstar
     validation: JpsiKValidation | None = None
+    publication: Publication = Publication()
 
     @model_validator(mode="after")
     def _consistent(self) -> AnalysisConfig:
