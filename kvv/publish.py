@@ -195,7 +195,7 @@ def write_publication(cfg: AnalysisConfig, out: Path) -> Path:
         raise FitError(f"{out / 'histograms.pkl'}: no joint number densities (made by an older kvv); run the process stage again")
     pruned = json.loads((out / "workspace_pruning.json").read_text())["pruned_bins"]
     results = json.loads((out / "fit" / "fit_results.json").read_text())
-    pub = out / "publication"
+    pub = (out / "publication").resolve()  # absolute: hepdata-lib runs in it
     pub.mkdir(parents=True, exist_ok=True)
     densities = joint_densities(cfg, hists, pruned)
     write_json(densities, pub / "joint_densities.json")

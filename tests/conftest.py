@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -124,3 +125,14 @@ def assert_identical_histograms(a: dict, b: dict) -> None:
 def reference(trained) -> dict:
     config, outputs = trained
     return process_stage(config, outputs, "--executor", "iterative", "--chunksize", "4000")
+
+
+@pytest.fixture(scope="session")
+def published(trained, reference, tmp_path_factory) -> tuple[Path, Path]:
+    """(config, publication folder) of the small analysis: the reference's outputs fitted and published."""
+    config, outputs = trained
+    out = tmp_path_factory.mktemp("published")
+    shutil.copytree(outputs, out, dirs_exist_ok=True)
+    for stage in ("fit", "publish"):
+        assert main(["--config", str(config), "--stage", stage, "--outputs", str(out), "--no-progress"]) == 0
+    return config, out / load_config(config).name / "publication"

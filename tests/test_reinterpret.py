@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -20,7 +19,6 @@ from kvv.physics.kinematics import M_KAON
 from kvv.physics.randoms import hash_uniform
 from kvv.reinterpret import M_BPLUS, bin_weights, reweighted_workspace
 from kvv.reinterpret import main as reinterpret_main
-from kvv.run import main
 from kvv.simulate import generate_sample
 
 
@@ -34,17 +32,6 @@ def test_weights_of_the_sm_are_one_and_others_keep_the_produced_yield():
         w = bin_weights(model, edges)[1:-1]
         assert np.sum(w * counts) / np.sum(counts) == pytest.approx(1.0, rel=1e-3)  # the spectra are normalised alike
         assert w[-3] > 1.0 > w[1]  # both operators push the signal to high q2 (the q2 factor of their rates)
-
-
-@pytest.fixture(scope="module")
-def published(trained, tmp_path_factory):
-    """The small analysis processed, fitted and published."""
-    config, outputs = trained
-    out = tmp_path_factory.mktemp("published")
-    shutil.copytree(outputs, out, dirs_exist_ok=True)
-    for stage in ("process", "fit", "publish"):
-        assert main(["--config", str(config), "--stage", stage, "--executor", "iterative", "--outputs", str(out), "--no-progress"]) == 0
-    return config, out / load_config(config).name / "publication"
 
 
 @pytest.mark.slow
