@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -43,23 +44,37 @@ def slow_square(i: int) -> int:
     return i * i
 
 
-def refused(address: str, security: Security | None) -> bool:
-    """True if a client with ``security`` cannot connect to ``address``.
+_ATTEMPT = """
+import sys
+from distributed import Client, Security
+security = Security.temporary() if sys.argv[2] == "other-ca" else None
+try:
+    with Client(sys.argv[1], security=security, timeout=3):
+        sys.exit(0)
+except (OSError, TimeoutError, TypeError):
+    sys.exit(3)
+"""
 
-    TypeError: distributed will not even try tls:// without an SSL context.
-    On a loaded machine the client's IO-loop thread can fail to start within
-    distributed's 10 s (an AssertionError in its LoopRunner): that says nothing
-    about the scheduler, so the attempt is repeated.
+
+def refused(address: str, credentials: str | None) -> bool:
+    """True if a client without credentials (``None``) or with those of another CA (``"other-ca"``) cannot connect.
+
+    TypeError: distributed will not even try tls:// without an SSL context. Each
+    attempt runs in its own process with a time limit: on a loaded machine the
+    client's IO-loop thread can fail to start, and distributed can then deadlock
+    in the client's own clean-up; that says nothing about the scheduler, so the
+    attempt is repeated.
     """
     for _ in range(3):
         try:
-            with Client(address, security=security, timeout=3):
-                return False
-        except (OSError, TimeoutError, TypeError):
-            return True
-        except AssertionError:
+            attempt = subprocess.run(
+                [sys.executable, "-c", _ATTEMPT, address, credentials or "none"], check=False, capture_output=True, timeout=60
+            )
+        except subprocess.TimeoutExpired:
             continue
-    raise RuntimeError("the Dask client's IO loop did not start three times")
+        if attempt.returncode in (0, 3):
+            return attempt.returncode == 3
+    raise RuntimeError("the Dask client neither connected nor was refused in three attempts")
 
 
 # --------------------------------------------------------------------------- options and configuration
@@ -125,7 +140,7 @@ def test_local_dask_cluster_refuses_client_without_credentials(capsys):
         assert address.startswith("tls://")
         assert refused(address, None)
         assert refused(address.replace("tls://", "tcp://"), None)
-        assert refused(address, Security.temporary())  # credentials of another CA
+        assert refused(address, "other-ca")  # credentials of another CA
         assert ex.map(square_sum, [10]) == [square_sum(10)]
     assert "Dask dashboard: http://127.0.0.1:" in capsys.readouterr().out
 
@@ -167,7 +182,7 @@ def test_slurm_gives_local_result_and_cleans_up(slurm, tmp_path, capsys):
         result = ex.map(square_sum, list(range(0, 2000, 100)))
         assert ex.info["scheduler"].startswith("tls://")
         assert refused(ex.info["scheduler"], None)
-        assert refused(ex.info["scheduler"], Security.temporary())
+        assert refused(ex.info["scheduler"], "other-ca")
     assert result == [square_sum(n) for n in range(0, 2000, 100)]
     assert "Dask dashboard: http://127.0.0.1:" in capsys.readouterr().out
     assert wait_queue_empty() == []
