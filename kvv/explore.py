@@ -26,7 +26,6 @@ release kvv runs on does not allow.
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +38,7 @@ import hist
 import numpy as np
 from coffea.nanoevents import NanoEventsFactory
 
-from kvv import histograms
+from kvv import histograms, selection
 from kvv.config import AnalysisConfig, load_config
 from kvv.io import inputs
 from kvv.io.schema import Belle2Schema
@@ -114,9 +113,7 @@ class LazySample:
         weight_scale = self.partitions[0].weight if self.partitions else 1.0
 
         def fill(columns: Columns, weights: np.ndarray) -> histograms.SumHistogram:
-            keep = np.ones(len(weights), dtype=bool)
-            for name, (lo, hi) in (cuts or {}).items():
-                keep &= (columns[name] >= (-math.inf if lo is None else lo)) & (columns[name] < (math.inf if hi is None else hi))
+            keep = selection.interval_mask(columns, cuts) if cuts else np.ones(len(weights), dtype=bool)
             h = histograms.SumHistogram(*booked.axes)
             h.fill(self.sample, **{n: columns[n][keep] for n in names}, weight=weights[keep], scale=weight_scale)
             return h

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import html
+import json
 import logging
 import platform
 from collections.abc import Mapping
@@ -10,6 +13,7 @@ from importlib import metadata
 from pathlib import Path
 
 import hist
+import markdown
 import numpy as np
 
 from kvv.config import AnalysisConfig, ControlHistogram
@@ -289,12 +293,6 @@ def write_html_report(out: Path, analysis: str) -> Path:
 
     Images are embedded as data URIs, so the page can be mailed or attached as it is.
     """
-    import base64
-    import html
-    import json
-
-    import markdown
-
     parts = [f"<h1>kvv run report: {html.escape(analysis)}</h1>"]
     metrics = out / "run_metrics.json"
     if metrics.exists():

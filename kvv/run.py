@@ -129,17 +129,18 @@ def run_processor(
     return {"output": output, "metrics": metrics, "chunks": chunks, "run_metrics": run_metrics}
 
 
+def throughput(events: int, wall_s: float, cores: int) -> dict:
+    """Events, events/s in total and per core, over ``wall_s`` seconds of ``cores`` cores."""
+    rate = events / wall_s if wall_s > 0 else 0.0
+    return {"events": events, "events_per_s": rate, "events_per_s_per_core": rate / max(cores, 1), "cores": max(cores, 1)}
+
+
 def stage_metrics(execution: cluster.Execution, metrics: dict, chunks: dict, wall_s: float) -> dict:
     """What a stage's processing cost, in the spirit of the IRIS-HEP AGC metrics."""
-    events = int(metrics.get("entries", 0))
-    cores = max(execution.workers, 1)
     info = execution.info
     return {
-        "wall_s": wall_s,
-        "events": events,
-        "events_per_s": events / wall_s if wall_s > 0 else 0.0,
-        "events_per_s_per_core": events / wall_s / cores if wall_s > 0 else 0.0,
-        "cores": cores,
+        "processor_wall_s": wall_s,
+        **throughput(int(metrics.get("entries", 0)), wall_s, execution.workers),
         "bytes_read": int(metrics.get("bytesread", 0)),
         "chunks": int(metrics.get("chunks", 0)),
         "chunks_processed": chunks["processed"],
@@ -183,10 +184,7 @@ def stage_simulate(cfg: AnalysisConfig, execution: cluster.Execution, show_progr
             return execution.map(_generate, tasks, on_done)
 
     files = generate_missing(cfg, cfg.all_samples, submit)
-    wall = time.perf_counter() - start
-    cores = max(execution.workers, 1)
-    return {"files": files, "run_metrics": {"events": done["events"], "events_per_s": done["events"] / wall,
-                                            "events_per_s_per_core": done["events"] / wall / cores, "cores": cores}}  # fmt: skip
+    return {"files": files, "run_metrics": throughput(done["events"], time.perf_counter() - start, execution.workers)}
 
 
 def _generate(task: dict) -> dict:

@@ -9,6 +9,7 @@ every worker; models are loaded there once per process (``kvv.bdt`` caches them)
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from coffea import processor
 
 from kvv import bdt, features, histograms, selection
 from kvv import systematics as sy
-from kvv.config import AnalysisConfig, Sample
+from kvv.config import AnalysisConfig, Region, Sample
 from kvv.io import basf2, inputs
 from kvv.physics.columns import PhotonColumns, TrackColumns
 
@@ -158,8 +159,8 @@ class KnunuProcessor(processor.ProcessorABC):
             out["tables"] = {sample.name: [self._write_table(self.table_dir, meta, columns, selected_weights)]}
             return out
         booked = histograms.book(self.cfg)
-        self._fill_controls(booked, sample, columns, selected_weights, float(meta["weight"]))
         varied = self._variation_weights(sample, columns, selected_weights)
+        self._fill_controls(booked, sample, columns, varied[histograms.NOMINAL], float(meta["weight"]))
         for variation, w in varied.items():
             self._fill_templates(booked, sample, variation, columns, w, float(meta["weight"]))
         if self._is_signal_mc(sample):
@@ -172,13 +173,17 @@ class KnunuProcessor(processor.ProcessorABC):
 
     def _fill_densities(self, booked: dict, sample: Sample, columns: dict[str, np.ndarray], weights: np.ndarray, scale: float) -> None:
         """The joint number densities: the nominal signal templates, split by the generated q² (truth ``mcq2``)."""
+        for region, mask, in_region in self._in_regions(sample, columns):
+            booked["densities"][region.name].fill(sample.name, q2_gen=columns["mcq2"][mask], **in_region, weight=weights[mask], scale=scale)
+
+    def _in_regions(self, sample: Sample, columns: dict[str, np.ndarray]) -> Iterator[tuple[Region, np.ndarray, dict[str, np.ndarray]]]:
+        """Per fit region of the sample's resonance: the region, its event mask and its fit variables' values there."""
         for region in self.cfg.regions:
             needed = set(region.cuts) | {a.variable for a in region.axes}
             if region.resonance != sample.resonance or not needed <= columns.keys():
-                continue
+                continue  # e.g. BDT axes before any model is trained
             mask = selection.interval_mask(columns, region.cuts)
-            in_region = {a.variable: columns[a.variable][mask] for a in region.axes}
-            booked["densities"][region.name].fill(sample.name, q2_gen=columns["mcq2"][mask], **in_region, weight=weights[mask], scale=scale)
+            yield region, mask, {a.variable: columns[a.variable][mask] for a in region.axes}
 
     def _process_candidates(self, meta: dict, sample: Sample) -> dict:
         """A chunk of a basf2 candidate ntuple: the best candidate's columns per event, then the same chain.
@@ -304,8 +309,7 @@ class KnunuProcessor(processor.ProcessorABC):
             out[name] = nominal * factor
         return out
 
-    def _fill_controls(self, booked: dict, sample: Sample, columns: dict[str, np.ndarray], weights: np.ndarray, scale: float) -> None:
-        nominal = self._nominal_weights(sample, columns, weights)
+    def _fill_controls(self, booked: dict, sample: Sample, columns: dict[str, np.ndarray], nominal: np.ndarray, scale: float) -> None:
         for control in self.cfg.controls:
             split = [] if control.split_by is None else [control.split_by]
             if not {control.variable, *split, *control.cuts} <= columns.keys():
@@ -322,12 +326,7 @@ class KnunuProcessor(processor.ProcessorABC):
     def _fill_templates(
         self, booked: dict, sample: Sample, variation: str, columns: dict[str, np.ndarray], weights: np.ndarray, scale: float
     ) -> None:
-        for region in self.cfg.regions:
-            needed = set(region.cuts) | {a.variable for a in region.axes}
-            if region.resonance != sample.resonance or not needed <= columns.keys():
-                continue  # e.g. BDT axes before any model is trained
-            mask = selection.interval_mask(columns, region.cuts)
-            in_region = {a.variable: columns[a.variable][mask] for a in region.axes}
+        for region, mask, in_region in self._in_regions(sample, columns):
             histograms.fill_template(booked["templates"][region.name], region, sample.name, variation, in_region, weights[mask], scale)
 
     def _write_table(self, table_dir: Path, meta: dict, columns: dict[str, np.ndarray], weights: np.ndarray) -> str:

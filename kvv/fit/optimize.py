@@ -152,7 +152,7 @@ def minimize(
     displaced to -1 and +1 from the best point; the lowest converged fit wins
     and ``minima`` counts the distinct ones seen.
     """
-    first = _minimize_from(lh, data, init=init, fixed=fixed, chain=chain)
+    first = _minimize_from(lh, data, init, fixed, chain)
     kinked = np.flatnonzero(lh.kinked & ~lh.fixed)
     kinked = np.asarray([i for i in kinked if i not in (fixed or {})], dtype=int)
     if not kinked.size:
@@ -163,7 +163,7 @@ def minimize(
             start = first.x.copy()
             start[index] = np.clip(shift, *lh.bounds[index])
             starts.append(start)
-    fits = [first] + [_minimize_from(lh, data, init=start, fixed=fixed, chain=chain) for start in starts]
+    fits = [first] + [_minimize_from(lh, data, start, fixed, chain) for start in starts]
     converged = [f for f in fits if f.success] or fits
     best = min(converged, key=lambda f: f.fval)
     minima = np.unique(np.round(np.asarray([f.fval for f in converged]) / SAME_MINIMUM))
@@ -172,12 +172,7 @@ def minimize(
 
 
 def _minimize_from(
-    lh: Likelihood,
-    data: np.ndarray | None = None,
-    *,
-    init: np.ndarray | None = None,
-    fixed: dict[int, float] | None = None,
-    chain: tuple[str, ...] = DEFAULT_CHAIN,
+    lh: Likelihood, data: np.ndarray | None, init: np.ndarray | None, fixed: dict[int, float] | None, chain: tuple[str, ...]
 ) -> OptResult:
     """Minimise ``-2 ln L`` from one start, trying the optimisers in ``chain`` in turn.
 
