@@ -104,13 +104,14 @@ class KnunuProcessor(processor.ProcessorABC):
             )
         return out
 
-    def preselected(self, events: ak.Array) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    def preselected(self, events: ak.Array, metadata: dict | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """One chunk's preselected events: their columns (features, BDT scores) and nominal weights.
 
         What the control histograms are filled with; for exploring a variable
-        (:mod:`kvv.explore`) before it goes into the YAML.
+        (:mod:`kvv.explore`) before it goes into the YAML. ``metadata`` stands
+        in for the events' own (coffea's dask mode gives a file's, not a chunk's).
         """
-        meta = dict(events.metadata)
+        meta = dict(events.metadata if metadata is None else metadata)
         sample = self.cfg.sample(meta["dataset"])
         chunk = self._prepare(events, meta, sample)
         weights = self._corrected(sample, chunk.columns, chunk.weights[chunk.passed])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 
+import awkward as ak
 import numpy as np
 import pytest
 import yaml
@@ -84,14 +85,10 @@ def test_reweighted_densities_reproduce_samples_generated_with_the_new_spectrum(
     big.write_text(yaml.safe_dump(raw))
     # the loose selection: the preselection and BDT1 > 0.5, in the bins of the first fit region's axes
     region = cfg.regions[0].model_copy(update={"cuts": {"bdt1": (0.5, None)}})
-    parts = explore.open_sample(big, "signal", chunksize=20_000, model_dir=outputs / cfg.name / "models").map_partitions(
-        lambda columns, weights: ({k: columns[k] for k in {"mcq2", "__event__", "bdt1", *(a.variable for a in region.axes)}}, weights)
-    )
-    import dask
-
-    computed = dask.compute(*parts, scheduler="synchronous")
-    columns = {k: np.concatenate([c[k] for c, _ in computed]) for k in computed[0][0]}
-    weights = np.concatenate([w for _, w in computed])
+    selected = explore.open_sample(big, "signal", chunksize=20_000, model_dir=outputs / cfg.name / "models").columns
+    computed = selected[["mcq2", "__event__", "bdt1", "weight", *{a.variable for a in region.axes}]].compute(scheduler="synchronous")
+    columns = {k: ak.to_numpy(computed[k]) for k in computed.fields}
+    weights = columns.pop("weight")
     flat = _flat_bins(columns, region)
     n_bins = int(np.prod([len(a.edges) - 1 for a in region.axes]))
     edges = cfg.publication.q2_gen_edges
