@@ -160,7 +160,7 @@ def four_momentum_balance(events: GeneratedEvents) -> np.ndarray:
     return np.max(np.abs(sums - events.initial_p4), axis=1) / invariant_mass(events.initial_p4)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _choose_mode(t: Tables, ptype: int) -> int:
     u = np.random.random()
     start = t.mode_start[ptype]
@@ -170,21 +170,21 @@ def _choose_mode(t: Tables, ptype: int) -> int:
     return start + t.mode_count[ptype] - 1
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _sample_mass(t: Tables, ptype: int) -> float:
     if t.width[ptype] == 0.0:
         return t.mass[ptype]
     return breit_wigner(t.mass[ptype], t.width[ptype], t.mass_lo[ptype], t.mass_hi[ptype])
 
 
-@njit(cache=True)
-def _push(st_type, st_p4, st_vtx, st_mass, st_mother, st_signal, st_mode, n, ptype, p4, vtx, mass, mother, signal):
-    """Append one particle to the event record; returns the new length."""
+@njit(cache=True, inline="always")
+def _push(st_type, st_p4, st_vtx, st_mass, st_mother, st_signal, st_mode, n, ptype, p4, row, vtx, mass, mother, signal):
+    """Append one particle (four-momentum: row ``row`` of ``p4``; vertex: ``vtx``) to the event record; returns the new length."""
     if n >= MAX_PARTICLES:
         raise RuntimeError("event record overflow")
     st_type[n] = ptype
-    st_p4[n, :] = p4
-    st_vtx[n, :] = vtx
+    st_p4[n, 0], st_p4[n, 1], st_p4[n, 2], st_p4[n, 3] = p4[row, 0], p4[row, 1], p4[row, 2], p4[row, 3]
+    st_vtx[n, 0], st_vtx[n, 1], st_vtx[n, 2] = vtx[0], vtx[1], vtx[2]
     st_mass[n] = mass
     st_mother[n] = mother
     st_signal[n] = signal
@@ -192,20 +192,19 @@ def _push(st_type, st_p4, st_vtx, st_mass, st_mother, st_signal, st_mode, n, pty
     return n + 1
 
 
-@njit(cache=True)
-def _decay_vertex(t: Tables, ptype: int, p4: np.ndarray, mass: float, vtx: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """Production vertex + exponential flight of mean beta*gamma*c*tau along the momentum, into ``out``."""
-    out[:] = vtx
+@njit(cache=True, inline="always")
+def _decay_vertex(t: Tables, st_p4: np.ndarray, st_vtx: np.ndarray, j: int, ptype: int, mass: float, out: np.ndarray) -> None:
+    """Record entry j's production vertex + exponential flight of mean beta*gamma*c*tau along its momentum, into ``out``."""
+    out[0], out[1], out[2] = st_vtx[j, 0], st_vtx[j, 1], st_vtx[j, 2]
     if t.ctau[ptype] > 0.0:
         flight = t.ctau[ptype] * np.random.exponential(1.0) / mass  # times |p| below
-        out[0] += flight * p4[1]
-        out[1] += flight * p4[2]
-        out[2] += flight * p4[3]
-    return out
+        out[0] += flight * st_p4[j, 1]
+        out[1] += flight * st_p4[j, 2]
+        out[2] += flight * st_p4[j, 3]
 
 
-@njit(cache=True)
-def _decay(t: Tables, forced, rec, j, n, axis, work, scratch, ptypes, masses, signal_of, q2_out):
+@njit(cache=True, inline="always")
+def _decay(t: Tables, forced, rec, j, n, axis, work, scratch, vertex, ptypes, masses, signal_of, q2_out):
     """Decay record entry j through the table; returns the new record length."""
     st_type, st_p4, st_vtx, st_mass, st_mother, st_signal, st_mode = rec
     par = st_type[j]
@@ -256,17 +255,15 @@ def _decay(t: Tables, forced, rec, j, n, axis, work, scratch, ptypes, masses, si
         signal_of[0] = st_signal[j] and first
         signal_of[1] = st_signal[j] and not first
     # flight of the parent sets the production vertex of its daughters
-    st_vtx_parent = _decay_vertex(t, par, st_p4[j], m, st_vtx[j], scratch[2, :3])
+    _decay_vertex(t, st_p4, st_vtx, j, par, m, vertex)
     bx, by, bz = st_p4[j, 1] / st_p4[j, 0], st_p4[j, 2] / st_p4[j, 0], st_p4[j, 3] / st_p4[j, 0]
     for d in range(nd):
-        boost_in_place(work[d], bx, by, bz)
-        n = _push(
-            st_type, st_p4, st_vtx, st_mass, st_mother, st_signal, st_mode, n, ptypes[d], work[d], st_vtx_parent, masses[d], j, signal_of[d]
-        )
+        boost_in_place(work, d, bx, by, bz)
+        n = _push(st_type, st_p4, st_vtx, st_mass, st_mother, st_signal, st_mode, n, ptypes[d], work, d, vertex, masses[d], j, signal_of[d])
     return n
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _pair_mass2(work: np.ndarray, a: int, b: int) -> float:
     e = work[a, 0] + work[b, 0]
     px = work[a, 1] + work[b, 1]
@@ -275,7 +272,7 @@ def _pair_mass2(work: np.ndarray, a: int, b: int) -> float:
     return e * e - px * px - py * py - pz * pz
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _string_hadrons(t: Tables, flavour: int, anti: bool, units_mean: float, out: np.ndarray) -> int:
     """Hadron ptypes of one string: leading hadron of the (anti)quark plus neutral units."""
     u = np.random.random()
@@ -293,7 +290,7 @@ def _string_hadrons(t: Tables, flavour: int, anti: bool, units_mean: float, out:
     return n
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _append_group(t: Tables, group: int, anti: bool, out: np.ndarray, n: int) -> int:
     for i in range(t.group_count[group]):
         member = t.group_members[t.group_start[group] + i]
@@ -302,7 +299,7 @@ def _append_group(t: Tables, group: int, anti: bool, out: np.ndarray, n: int) ->
     return n
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _string_momenta(t: Tables, hadrons: np.ndarray, n: int, pt_scale: float, mass: np.ndarray, p4: np.ndarray) -> float:
     """Hadron four-momenta in the string rest frame; returns the string mass.
 
@@ -329,13 +326,11 @@ def _string_momenta(t: Tables, hadrons: np.ndarray, n: int, pt_scale: float, mas
     return total
 
 
-@njit(cache=True)
-def _fragment(t: Tables, rec, flavour, units_mean, pt_scale, pion, string, axis, work, hadrons, hmass, hp4):
+@njit(cache=True, inline="always")
+def _fragment(t: Tables, rec, flavour, units_mean, pt_scale, pion, string, axis, work, hadrons, hmass, hp4, counts, smass):
     """e+e- -> q qbar: two strings back to back, each made of its hadrons; returns record length."""
     st_type, st_p4, st_vtx, st_mass, st_mother, st_signal, st_mode = rec
     sqrt_s = st_mass[0]
-    counts = np.zeros(2, np.int64)
-    smass = np.zeros(2)
     while True:
         counts[0] = _string_hadrons(t, flavour, False, units_mean, hadrons[0])
         counts[1] = _string_hadrons(t, flavour, True, units_mean, hadrons[1])
@@ -356,15 +351,17 @@ def _fragment(t: Tables, rec, flavour, units_mean, pt_scale, pion, string, axis,
     nx, ny, nz = direction_about_axis(axis, sample_cos_theta(3))
     two_body(sqrt_s, smass[0], smass[1], nx, ny, nz, work)
     n = 1
+    origin = st_vtx[0]
     for s in range(2):
-        boost_in_place(work[s], st_p4[0, 1] / st_p4[0, 0], st_p4[0, 2] / st_p4[0, 0], st_p4[0, 3] / st_p4[0, 0])
-        n = _push(st_type, st_p4, st_vtx, st_mass, st_mother, st_signal, st_mode, n, string, work[s], st_vtx[0], smass[s], 0, False)
+        boost_in_place(work, s, st_p4[0, 1] / st_p4[0, 0], st_p4[0, 2] / st_p4[0, 0], st_p4[0, 3] / st_p4[0, 0])
+        n = _push(st_type, st_p4, st_vtx, st_mass, st_mother, st_signal, st_mode, n, string, work, s, origin, smass[s], 0, False)
         st_mode[n - 1] = -2
     for s in range(2):
         j = 1 + s
         bx, by, bz = st_p4[j, 1] / st_p4[j, 0], st_p4[j, 2] / st_p4[j, 0], st_p4[j, 3] / st_p4[j, 0]
+        string_p4 = hp4[s]
         for h in range(counts[s]):
-            boost_in_place(hp4[s, h], bx, by, bz)
+            boost_in_place(string_p4, h, bx, by, bz)
             n = _push(
                 st_type,
                 st_p4,
@@ -375,8 +372,9 @@ def _fragment(t: Tables, rec, flavour, units_mean, pt_scale, pion, string, axis,
                 st_mode,
                 n,
                 hadrons[s, h],
-                hp4[s, h],
-                st_vtx[0],
+                string_p4,
+                h,
+                origin,
                 hmass[s, h],
                 j,
                 False,
@@ -384,7 +382,7 @@ def _fragment(t: Tables, rec, flavour, units_mean, pt_scale, pion, string, axis,
     return n
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _grow(a: np.ndarray, rows: int) -> np.ndarray:
     out = np.empty((rows, a.shape[1]), a.dtype)
     out[: a.shape[0]] = a
@@ -422,7 +420,8 @@ def _generate_kernel(
     )
     st_type, st_p4, st_vtx, st_mass, st_mother, st_signal, st_mode = rec
     work = np.zeros((MAX_DAUGHTERS, 4))
-    scratch = np.empty((3, MAX_DAUGHTERS))  # GENBOD work rows + the decay vertex
+    scratch = np.empty((2, MAX_DAUGHTERS))  # GENBOD work rows
+    vertex = np.empty(3)  # the production vertex of the daughters being pushed
     ptypes = np.empty(MAX_DAUGHTERS, np.int64)
     masses = np.empty(MAX_DAUGHTERS)
     signal_of = np.empty(MAX_DAUGHTERS, np.bool_)
@@ -432,21 +431,27 @@ def _generate_kernel(
     q2_ev = np.empty(1)
     nout = 0
     origin = np.zeros(3)
+    root_p4 = np.empty((1, 4))
+    counts = np.zeros(2, np.int64)
+    smass = np.zeros(2)
     for ev in range(n_events):
         while True:
-            root_p4 = her * (1.0 + her_spread * np.random.normal()) + ler * (1.0 + ler_spread * np.random.normal())
-            root_mass = math.sqrt(root_p4[0] ** 2 - root_p4[1] ** 2 - root_p4[2] ** 2 - root_p4[3] ** 2)
+            her_scale = 1.0 + her_spread * np.random.normal()
+            ler_scale = 1.0 + ler_spread * np.random.normal()
+            for c in range(4):
+                root_p4[0, c] = her[c] * her_scale + ler[c] * ler_scale
+            root_mass = math.sqrt(root_p4[0, 0] ** 2 - root_p4[0, 1] ** 2 - root_p4[0, 2] ** 2 - root_p4[0, 3] ** 2)
             if root_mass > threshold:
                 break
-        initial_p4[ev] = root_p4
-        n = _push(st_type, st_p4, st_vtx, st_mass, st_mother, st_signal, st_mode, 0, root, root_p4, origin, root_mass, -1, True)
+        initial_p4[ev] = root_p4[0]
+        n = _push(st_type, st_p4, st_vtx, st_mass, st_mother, st_signal, st_mode, 0, root, root_p4, 0, origin, root_mass, -1, True)
         q2_ev[0] = -1.0
         if flavour >= 0:
-            n = _fragment(t, rec, flavour, units_mean, pt_scale, pion, string, axis, work, hadrons, hmass, hp4)
+            n = _fragment(t, rec, flavour, units_mean, pt_scale, pion, string, axis, work, hadrons, hmass, hp4, counts, smass)
         j = 0
         while j < n:
             if st_mode[j] == -1 and t.mode_count[st_type[j]] > 0:
-                n = _decay(t, forced, rec, j, n, axis, work, scratch, ptypes, masses, signal_of, q2_ev)
+                n = _decay(t, forced, rec, j, n, axis, work, scratch, vertex, ptypes, masses, signal_of, q2_ev)
             j += 1
         q2[ev] = q2_ev[0]
         if t.pdg[root] == 300553:

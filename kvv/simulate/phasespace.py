@@ -29,9 +29,12 @@ def two_body_momentum(m: float, m1: float, m2: float) -> float:
 
 
 @njit(cache=True)
-def boost_in_place(p: np.ndarray, bx: float, by: float, bz: float) -> None:
-    """Boost four-vector ``p`` in place from a frame moving with velocity b to the lab."""
-    p[0], p[1], p[2], p[3] = boost(p[0], p[1], p[2], p[3], bx, by, bz)
+def boost_in_place(p: np.ndarray, k: int, bx: float, by: float, bz: float) -> None:
+    """Boost the four-vector in row ``k`` of ``p`` in place from a frame moving with velocity b to the lab.
+
+    A row index rather than a row view: a view costs a reference count in the generator's inner loop.
+    """
+    p[k, 0], p[k, 1], p[k, 2], p[k, 3] = boost(p[k, 0], p[k, 1], p[k, 2], p[k, 3], bx, by, bz)
 
 
 @njit(cache=True)
@@ -162,7 +165,7 @@ def genbod(m: float, masses: np.ndarray, n: int, out: np.ndarray, wmax: float, s
         e_sys = math.sqrt(p * p + invmass[i - 1] * invmass[i - 1])
         bx, by, bz = p * nx / e_sys, p * ny / e_sys, p * nz / e_sys
         for k in range(i):
-            boost_in_place(out[k], bx, by, bz)
+            boost_in_place(out, k, bx, by, bz)
         out[i, 0] = math.sqrt(p * p + masses[i] * masses[i])
         out[i, 1], out[i, 2], out[i, 3] = -p * nx, -p * ny, -p * nz
 
