@@ -1,11 +1,16 @@
-"""Benchmark of kvv.fit against plain pyhf on the published Belle II B -> K nu nu likelihood.
+"""Benchmark of kvv.fit against pyhf on the published Belle II B -> K nu nu likelihood.
 
 Times the MLE, the discovery significance and the 90 % CL CLs upper limit with
-kvv (jitted JAX NLL + analytic gradients) and with plain pyhf (numpy backend +
-iminuit, pyhf's own ``fit``/``hypotest``/``toms748_scan``), in one invocation.
+kvv (jitted JAX NLL + analytic gradients), with pyhf's JAX backend (pyhf jit-compiles
+its NLL and gradient there; scipy optimiser, and minuit for the MLE's uncertainties)
+and with plain pyhf (numpy backend + iminuit), in one invocation.
 
-    python benchmarks/fit.py              # kvv + plain pyhf MLE and significance
+    python benchmarks/fit.py                # kvv, pyhf-JAX (limit: several minutes), plain-pyhf MLE and significance
     python benchmarks/fit.py --plain-limit  # also the plain-pyhf limit (slow: many minutes)
+
+pyhf's ``toms748_scan`` fails on the JAX backend (it hashes a JAX array), so the
+pyhf-JAX limit is scipy's ``toms748`` on pyhf's own ``hypotest`` (qtilde), CLs = 0.10,
+with the relative tolerance kvv's limit uses.
 """
 
 from __future__ import annotations
@@ -83,10 +88,66 @@ def run_plain(spec: dict, with_limit: bool = False) -> dict:
     return out
 
 
-def run(plain: bool = True, plain_limit: bool = False) -> dict:
+def run_pyhf_jax(spec: dict, with_limit: bool = True) -> dict:
+    """Time the same steps with pyhf's JAX backend; the first MLE includes pyhf's JIT warm-up."""
+    from scipy import optimize
+    from scipy.stats import norm
+
+    pyhf.set_backend("jax", pyhf.optimize.scipy_optimizer())
+    ws = pyhf.Workspace(spec)
+    model = ws.model()
+    data = pyhf.tensorlib.astensor(ws.data(model))
+    poi = model.config.poi_index
+    out = {}
+    _, t, err = _timed(lambda: pyhf.infer.mle.fit(data, model))
+    out["warmup_mle"] = {"seconds": t, "error": err}
+    res, t, err = _timed(lambda: pyhf.infer.mle.fit(data, model))
+    out["mle_scipy"] = {"seconds": t, "mu": float(res[poi]) if res is not None else None, "error": err}  # no uncertainties
+    pyhf.set_backend("jax", pyhf.optimize.minuit_optimizer(verbose=0))
+    _timed(lambda: pyhf.infer.mle.fit(data, model, return_uncertainties=True))  # minuit's own warm-up
+    res, t, err = _timed(lambda: pyhf.infer.mle.fit(data, model, return_uncertainties=True))
+    out["mle"] = {
+        "seconds": t,
+        "mu": float(res[poi, 0]) if res is not None else None,
+        "sigma": float(res[poi, 1]) if res is not None else None,
+        "error": err,
+    }
+    pyhf.set_backend("jax", pyhf.optimize.scipy_optimizer())
+    res, t, err = _timed(lambda: float(norm.isf(float(pyhf.infer.hypotest(0.0, data, model, test_stat="q0")))))
+    out["significance"] = {"seconds": t, "Z": res, "error": err}
+    if with_limit:
+        calls = []
+
+        def cls_minus_level(mu: float) -> float:
+            calls.append(mu)
+            return float(pyhf.infer.hypotest(mu, data, model, test_stat="qtilde")) - 0.10
+
+        res, t, err = _timed(lambda: optimize.toms748(cls_minus_level, 0.5, 10.0, rtol=1e-3))
+        out["limit90"] = {"seconds": t, "mu_up": float(res) if res is not None else None, "hypotests": len(calls), "error": err}
+        out["limit90"]["seconds_per_hypotest"] = t / max(len(calls), 1)
+    else:
+        out["limit90"] = {"seconds": None, "mu_up": None, "error": "skipped"}
+    pyhf.set_backend("numpy")
+    return out
+
+
+def run(plain: bool = True, plain_limit: bool = False, pyhf_jax: bool = True, pyhf_jax_limit: bool = True) -> dict:
     """Run the benchmark and return the timings as a dict."""
     spec = json.loads(WORKSPACE.read_text())
     result = {"workspace": WORKSPACE.name, "kvv": run_kvv(spec)}
+    if pyhf_jax:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result["pyhf_jax"] = run_pyhf_jax(spec, with_limit=pyhf_jax_limit)
+        # kvv's MLE always returns the Hessian uncertainties; pyhf's scipy optimiser returns none (minuit does)
+        pairs = {"mle_with_uncertainties": ("mle", "mle"), "mle_point_estimate": ("mle_scipy", "mle"),
+                 "significance": ("significance", "significance"), "limit90": ("limit90", "limit90")}  # fmt: skip
+        jax = result["pyhf_jax"]
+        result["kvv_speedup_over_pyhf_jax"] = {
+            name: jax[theirs]["seconds"] / result["kvv"][ours]["seconds"]
+            for name, (theirs, ours) in pairs.items()
+            if jax[theirs].get("seconds") and not jax[theirs].get("error")
+        }
     if plain:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -113,15 +174,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-plain", action="store_true", help="skip plain pyhf")
     parser.add_argument("--plain-limit", action="store_true", help="also time the plain-pyhf limit (slow)")
+    parser.add_argument("--no-pyhf-jax-limit", action="store_true", help="skip the pyhf-JAX limit (several minutes)")
     parser.add_argument("--json", type=Path, help="write the result dict to this file")
     args = parser.parse_args()
-    result = run(plain=not args.no_plain, plain_limit=args.plain_limit)
-    kvv, plain = result["kvv"], result.get("plain_pyhf", {})
-    print(f"{'step':<22}{'kvv':<45}{'plain pyhf (numpy+minuit)'}")
-    print(f"{'build+warm-up MLE':<22}{result['kvv']['build']['seconds'] + kvv['warmup_mle']['seconds']:8.2f} s")
+    result = run(plain=not args.no_plain, plain_limit=args.plain_limit, pyhf_jax_limit=not args.no_pyhf_jax_limit)
+    kvv, jax, plain = result["kvv"], result.get("pyhf_jax", {}), result.get("plain_pyhf", {})
+    print(f"{'step':<22}{'kvv':<45}{'pyhf (JAX backend)':<45}{'plain pyhf (numpy+minuit)'}")
+    print(f"{'build+warm-up MLE':<22}{kvv['build']['seconds'] + kvv['warmup_mle']['seconds']:8.2f} s")
     for step, key in [("MLE", "mu"), ("MLE + MINOS", "minos"), ("significance", "Z"), ("90% CL limit", "mu_up")]:
         name = {"MLE": "mle", "MLE + MINOS": "mle_minos", "significance": "significance", "90% CL limit": "limit90"}[step]
-        print(f"{step:<22}{_fmt(kvv.get(name), key):<45}{_fmt(plain.get(name), key) if plain else '-'}")
+        print(f"{step:<22}{_fmt(kvv.get(name), key):<45}{_fmt(jax.get(name), key):<45}{_fmt(plain.get(name), key) if plain else '-'}")
+    for step, ratio in result.get("kvv_speedup_over_pyhf_jax", {}).items():
+        print(f"kvv speed-up over pyhf-JAX, {step}: {ratio:.1f}x")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2, default=str))
 

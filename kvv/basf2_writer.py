@@ -34,7 +34,7 @@ from kvv.physics.beams import SQRT_S_OFF_RESONANCE, SQRT_S_ON_RESONANCE, Beams
 from kvv.simulate import generate_sample
 
 # kvv's own files' codec: the input-route benchmark then compares layouts, not codecs
-from kvv.simulate.writer import COMPRESSION
+from kvv.simulate.writer import COMPRESSION, extend_in_baskets
 from processors.knunu import KnunuProcessor
 
 #: event-level MC truth under basf2-style names (kvv name -> variable), as an analyst would store them with aliases
@@ -63,22 +63,13 @@ def _basf2_values(values: ak.Array, field: str) -> ak.Array:
     return doubles
 
 
-# Files get the codec of kvv's own (ZSTD): the input-route benchmark then compares layouts, not codecs.
-
-#: entries per basket: basf2 files hold many baskets, so a chunk decompresses only its own part of a branch
-BASKET_ENTRIES = 10_000
-
-
-def _extend(tree: uproot.WritableTree, data: Mapping[str, np.ndarray | ak.Array]) -> None:
-    n = len(next(iter(data.values())))
-    for start in range(0, n, BASKET_ENTRIES):
-        tree.extend({k: v[start : start + BASKET_ENTRIES] for k, v in data.items()})
+# Files get the codec of kvv's own (ZSTD) and its baskets: the input-route benchmark then compares layouts, not codecs.
 
 
 def _list_tree(out: uproot.WritableDirectory, name: str, scalars: Mapping[str, np.ndarray], candidates: ak.Array) -> None:
     types = {k: v.dtype for k, v in scalars.items()} | {"candidates": candidates.type.content}
     out.mktree(name, types, counter_name=lambda counted: "__ncandidates__", field_name=lambda outer, inner: inner)
-    _extend(out[name], {**scalars, "candidates": candidates})
+    extend_in_baskets(out[name], {**scalars, "candidates": candidates})
 
 
 def write_eventbased(src: str, dst: str, settings: EventBasedInput = EventBasedInput(), truth: Mapping[str, str] = TRUTH_VARIABLES) -> Path:
@@ -132,7 +123,7 @@ def write_ntuple(
     rows |= {name: ak.to_numpy(ak.flatten(values)).astype(np.float64) for name, values in candidates.items()}
     with atomic_path(Path(dst)) as tmp, uproot.recreate(tmp, compression=COMPRESSION) as out:
         out.mktree(tree, {k: v.dtype for k, v in rows.items()})
-        _extend(out[tree], rows)
+        extend_in_baskets(out[tree], rows)
     return Path(dst)
 
 

@@ -16,7 +16,7 @@ import os
 import threading
 import types
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import awkward as ak
@@ -94,6 +94,18 @@ def chunk_arrays(event: dict[str, np.ndarray], collections: dict[str, tuple[np.n
     return out
 
 
+#: entries per basket: a file holds many baskets per branch, so that a chunk of a few thousand
+#: events decompresses about its own part of each branch, not a whole writing chunk's
+BASKET_ENTRIES = 10_000
+
+
+def extend_in_baskets(tree: uproot.WritableTree, data: Mapping[str, np.ndarray | ak.Array]) -> None:
+    """``tree.extend`` in baskets of at most :data:`BASKET_ENTRIES` entries."""
+    n = len(next(iter(data.values())))
+    for start in range(0, n, BASKET_ENTRIES):
+        tree.extend({k: v[start : start + BASKET_ENTRIES] for k, v in data.items()})
+
+
 class SampleWriter:
     """Context manager writing chunks to ``path`` via a temporary file, renamed on success."""
 
@@ -129,7 +141,7 @@ class SampleWriter:
     def extend(self, arrays: dict) -> None:
         if self._tree is None:
             raise RuntimeError(f"{self.path}: SampleWriter is written to outside its with block")
-        self._tree.extend(arrays)
+        extend_in_baskets(self._tree, arrays)
 
     def write_metadata(self, metadata: dict) -> None:
         self._open_file()[ef.METADATA_KEY] = json.dumps(metadata, sort_keys=True)
