@@ -13,68 +13,83 @@ import awkward as ak
 import numpy as np
 
 from kvv.config import PhotonCleanup, Preselection, TrackCleanup
+from kvv.io import inputs
 from kvv.physics.columns import BeamColumns, PhotonColumns, TrackColumns
 from kvv.physics.kinematics import M_PION
 
 PION_MASS = M_PION  # the track energy cut uses the pion hypothesis
 
 
-def track_mask(tracks: ak.Array, cuts: TrackCleanup) -> ak.Array:
-    """Good tracks: pT, CDC acceptance, impact parameters and energy."""
-    p2 = tracks.px**2 + tracks.py**2 + tracks.pz**2
-    pt = np.sqrt(tracks.px**2 + tracks.py**2)
-    theta = np.arctan2(pt, tracks.pz)
-    energy = np.sqrt(p2 + PION_MASS**2)
-    return (
+def track_keep(tracks: ak.Array, cuts: TrackCleanup) -> tuple[np.ndarray, np.ndarray]:
+    """Good tracks: pT, CDC acceptance, impact parameters and energy; the event offsets and a flat keep mask.
+
+    Computed in the stored precision, on the flat values: awkward's broadcasting costs a fixed time per operation.
+    """
+    offsets, px = inputs.offsets_and_content(tracks.px, dtype=None)
+    py, pz, dr, dz = (inputs.offsets_and_content(tracks[name], dtype=None)[1] for name in ("py", "pz", "dr", "dz"))
+    pt = np.sqrt(px**2 + py**2)
+    theta = np.arctan2(pt, pz)
+    energy = np.sqrt(px**2 + py**2 + pz**2 + PION_MASS**2)
+    keep = (
         (pt > cuts.pt_min)
         & (theta > cuts.theta_min)
         & (theta < cuts.theta_max)
-        & (abs(tracks.dr) < cuts.dr_max)
-        & (abs(tracks.dz) < cuts.dz_max)
+        & (np.abs(dr) < cuts.dr_max)
+        & (np.abs(dz) < cuts.dz_max)
         & (energy < cuts.energy_max)
     )
+    return offsets, keep
+
+
+def photon_keep(photons: ak.Array, cuts: PhotonCleanup) -> tuple[np.ndarray, np.ndarray]:
+    """Good photons: energy window and CDC acceptance; the event offsets and a flat keep mask."""
+    offsets, energy = inputs.offsets_and_content(photons.E, dtype=None)
+    theta = inputs.offsets_and_content(photons.theta, dtype=None)[1]
+    return offsets, (energy > cuts.energy_min) & (energy < cuts.energy_max) & (theta > cuts.theta_min) & (theta < cuts.theta_max)
+
+
+def track_mask(tracks: ak.Array, cuts: TrackCleanup) -> ak.Array:
+    """:func:`track_keep` as a jagged mask like ``tracks``."""
+    offsets, keep = track_keep(tracks, cuts)
+    return ak.unflatten(keep, np.diff(offsets))
 
 
 def photon_mask(photons: ak.Array, cuts: PhotonCleanup) -> ak.Array:
-    """Good photons: energy window and CDC acceptance."""
-    return (
-        (photons.E > cuts.energy_min) & (photons.E < cuts.energy_max) & (photons.theta > cuts.theta_min) & (photons.theta < cuts.theta_max)
-    )
+    """:func:`photon_keep` as a jagged mask like ``photons``."""
+    offsets, keep = photon_keep(photons, cuts)
+    return ak.unflatten(keep, np.diff(offsets))
 
 
-def _offsets(counts: ak.Array) -> np.ndarray:
-    offsets = np.zeros(len(counts) + 1, dtype=np.int64)
-    np.cumsum(ak.to_numpy(counts), out=offsets[1:])
-    return offsets
+def _kept(values: ak.Array, keep: np.ndarray | None, dtype: type) -> np.ndarray:
+    content = inputs.offsets_and_content(values, dtype)[1]
+    return content if keep is None else content[keep]
 
 
-def _flat(values: ak.Array, dtype: type) -> np.ndarray:
-    return np.ascontiguousarray(ak.to_numpy(ak.flatten(values)), dtype=dtype)
-
-
-def track_columns(tracks: ak.Array) -> TrackColumns:
-    """Flatten a jagged track collection into kernel input."""
+def track_columns(tracks: ak.Array, keep: np.ndarray | None = None) -> TrackColumns:
+    """A jagged track collection (its tracks that the flat mask ``keep`` marks) as kernel input."""
+    offsets = inputs.offsets_and_content(tracks.px)[0]
     return TrackColumns(
-        offsets=_offsets(ak.num(tracks)),
-        px=_flat(tracks.px, np.float64),
-        py=_flat(tracks.py, np.float64),
-        pz=_flat(tracks.pz, np.float64),
-        charge=_flat(tracks.charge, np.int32),
-        dr=_flat(tracks.dr, np.float64),
-        dz=_flat(tracks.dz, np.float64),
-        n_pxd_hits=_flat(tracks.nPXDHits, np.int32),
-        kaon_id=_flat(tracks.kaonID, np.float64),
-        pion_id=_flat(tracks.pionID, np.float64),
+        offsets=offsets if keep is None else inputs.kept_offsets(offsets, keep),
+        px=_kept(tracks.px, keep, np.float64),
+        py=_kept(tracks.py, keep, np.float64),
+        pz=_kept(tracks.pz, keep, np.float64),
+        charge=_kept(tracks.charge, keep, np.int32),
+        dr=_kept(tracks.dr, keep, np.float64),
+        dz=_kept(tracks.dz, keep, np.float64),
+        n_pxd_hits=_kept(tracks.nPXDHits, keep, np.int32),
+        kaon_id=_kept(tracks.kaonID, keep, np.float64),
+        pion_id=_kept(tracks.pionID, keep, np.float64),
     )
 
 
-def photon_columns(photons: ak.Array) -> PhotonColumns:
-    """Flatten a jagged photon collection into kernel input."""
+def photon_columns(photons: ak.Array, keep: np.ndarray | None = None) -> PhotonColumns:
+    """A jagged photon collection (its photons that the flat mask ``keep`` marks) as kernel input."""
+    offsets = inputs.offsets_and_content(photons.E)[0]
     return PhotonColumns(
-        offsets=_offsets(ak.num(photons)),
-        energy=_flat(photons.E, np.float64),
-        theta=_flat(photons.theta, np.float64),
-        phi=_flat(photons.phi, np.float64),
+        offsets=offsets if keep is None else inputs.kept_offsets(offsets, keep),
+        energy=_kept(photons.E, keep, np.float64),
+        theta=_kept(photons.theta, keep, np.float64),
+        phi=_kept(photons.phi, keep, np.float64),
     )
 
 

@@ -227,11 +227,11 @@ class KnunuProcessor(processor.ProcessorABC):
 
     def clean_objects(self, events: ak.Array) -> tuple[TrackColumns, PhotonColumns, dict[str, np.ndarray]]:
         """Tracks and photons after the cleanup, with the MC truth aligned to them."""
-        track_mask = selection.track_mask(events.Tracks, self.cfg.cleanup.tracks)
-        photon_mask = selection.photon_mask(events.Photons, self.cfg.cleanup.photons)
-        tracks = selection.track_columns(events.Tracks[track_mask])
-        photons = selection.photon_columns(events.Photons[photon_mask])
-        return tracks, photons, _truth(events, track_mask, photon_mask, len(events))
+        track_keep = selection.track_keep(events.Tracks, self.cfg.cleanup.tracks)[1]
+        photon_keep = selection.photon_keep(events.Photons, self.cfg.cleanup.photons)[1]
+        tracks = selection.track_columns(events.Tracks, track_keep)
+        photons = selection.photon_columns(events.Photons, photon_keep)
+        return tracks, photons, _truth(events, track_keep, photon_keep, len(events))
 
     def _select(self, events, tracks: TrackColumns, photons: PhotonColumns, truth: dict, event_number, weights):
         """Features of the events passing the preselection, with BDT scores; and the cutflow."""
@@ -364,18 +364,21 @@ def with_finite_row(cutflow: dict[str, int], finite: np.ndarray, drop_nonfinite:
     return {"entries read": len(finite), "finite input": int(finite.sum()), **dict(steps)}
 
 
-def _truth(events: ak.Array, track_mask: ak.Array, photon_mask: ak.Array, n_events: int) -> dict[str, np.ndarray]:
-    """MC truth aligned with the cleaned objects (PDG codes of each object and its mother); sentinels for data."""
+def _truth(events: ak.Array, track_keep: np.ndarray, photon_keep: np.ndarray, n_events: int) -> dict[str, np.ndarray]:
+    """MC truth aligned with the cleaned objects (PDG codes of each object and its mother); sentinels for data.
+
+    ``track_keep``, ``photon_keep``: the cleanup's flat keep masks over each collection's objects.
+    """
     fields = set(events.fields)
     out = {}
     for name in MC_EVENT_BRANCHES:
         out[name] = np.asarray(ak.to_numpy(events[name]), dtype=np.float64) if name in fields else np.full(n_events, -1.0)
-    for coll, mask, keys in ((events.Tracks, track_mask, TRACK_TRUTH), (events.Photons, photon_mask, PHOTON_TRUTH)):
+    for coll, keep, keys in ((events.Tracks, track_keep, TRACK_TRUTH), (events.Photons, photon_keep, PHOTON_TRUTH)):
         for key, name in keys.items():
             if name in coll.fields:
-                out[key] = np.asarray(ak.to_numpy(ak.flatten(coll[name][mask])), dtype=np.int64)
+                out[key] = inputs.offsets_and_content(coll[name], np.int64)[1][keep]
             else:
-                out[key] = np.zeros(int(ak.sum(mask)), dtype=np.int64)
+                out[key] = np.zeros(int(keep.sum()), dtype=np.int64)
     return out
 
 

@@ -46,6 +46,25 @@ CHECKED_FIELDS = {
 }
 
 
+def offsets_and_content(values: ak.Array, dtype: type | None = np.float64) -> tuple[np.ndarray, np.ndarray]:
+    """A jagged column as kernel input: event offsets (int64, n + 1) and the flat values (``dtype=None``: as stored)."""
+    offsets = np.zeros(len(values) + 1, dtype=np.int64)
+    np.cumsum(ak.to_numpy(ak.num(values, axis=1)), out=offsets[1:])
+    return offsets, np.ascontiguousarray(ak.to_numpy(ak.flatten(values)), dtype=dtype)
+
+
+def kept_offsets(offsets: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """The event offsets of the entries ``keep`` marks (``offsets`` into ``keep``)."""
+    running = np.zeros(len(keep) + 1, dtype=np.int64)
+    np.cumsum(keep, out=running[1:])
+    return running[offsets]
+
+
+def any_per_event(offsets: np.ndarray, flags: np.ndarray) -> np.ndarray:
+    """Per event, whether any of its entries (``offsets`` into ``flags``) is set."""
+    return np.diff(kept_offsets(offsets, flags)) > 0
+
+
 def nonfinite_events(events: ak.Array) -> dict[str, np.ndarray]:
     """Per checked branch with a NaN or infinity: which events hold one (kvv's branch names)."""
     out = {}
@@ -54,9 +73,11 @@ def nonfinite_events(events: ak.Array) -> dict[str, np.ndarray]:
         for name in fields:
             if name not in coll.fields:
                 continue
-            values = coll[name]
-            bad = ~np.isfinite(values)
-            per_event = np.asarray(ak.to_numpy(ak.any(bad, axis=1) if values.ndim > 1 else bad), dtype=bool)
+            if coll_name is None:
+                per_event = ~np.isfinite(np.asarray(ak.to_numpy(coll[name]), dtype=np.float64))
+            else:
+                offsets, values = offsets_and_content(coll[name], dtype=None)
+                per_event = any_per_event(offsets, ~np.isfinite(values))
             if per_event.any():
                 branch = name if coll_name is None else next(c for c in eventformat.COLLECTIONS if c.name == coll_name).branch(name)
                 out[branch] = per_event
