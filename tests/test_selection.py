@@ -188,3 +188,19 @@ def test_region_table_reports_the_effective_mc_events_per_template():
     assert yields["SR"]["n_eff"]["mixed"] == pytest.approx(4.0, rel=1e-9)
     assert yields["SR"]["n_eff"]["uubar"] == 0.0
     assert "| SR |" in report.region_yields_markdown(yields).split("Effective MC events")[1]
+
+
+def test_flat_event_helpers_agree_with_awkward_on_empty_and_full_events():
+    """Offsets + content, the kept entries' offsets and any-per-event, against awkward's own jagged operations."""
+    from kvv.io import inputs
+
+    values = ak.Array([[1.0, np.nan, 3.0], [], [np.inf], [4.0, 5.0], [], [6.0]])
+    offsets, content = inputs.offsets_and_content(values)
+    assert offsets.tolist() == [0, 3, 3, 4, 6, 6, 7]
+    np.testing.assert_array_equal(content, ak.to_numpy(ak.flatten(values)))
+    bad = ~np.isfinite(content)
+    assert inputs.any_per_event(offsets, bad).tolist() == ak.to_list(ak.any(~np.isfinite(values), axis=1))
+    keep = content > 2.0
+    kept = inputs.kept_offsets(offsets, keep)
+    assert np.diff(kept).tolist() == ak.to_list(ak.sum(values > 2.0, axis=1))
+    assert content[keep].tolist() == ak.to_list(ak.flatten(values[values > 2.0]))

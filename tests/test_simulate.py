@@ -237,6 +237,16 @@ def test_file_format_and_metadata(files, tmp_path):
         assert f[ef.TREE_NAME].keys() == ef.all_branches(mc=False)
 
 
+def test_files_hold_baskets_of_at_most_ten_thousand_entries(tmp_path):
+    """A chunk of a few thousand events then decompresses about its own part of each branch."""
+    path = tmp_path / "baskets.root"
+    generate_sample(Process.TAUPAIR, 25_000, path, beams=BEAMS, seed=5, chunk_size=25_000)
+    with uproot.open(path) as f:
+        tree = f["events"]
+        for branch in ("__event__", "track_px"):
+            assert tree[branch].entry_offsets == [0, 10_000, 20_000, 25_000]
+
+
 def test_reproducible_by_seed(tmp_path):
     kwargs = dict(beams=BEAMS, chunk_size=300)
     # the file name is stored inside a ROOT file, so compare files of equal names
