@@ -25,8 +25,7 @@ def track_keep(tracks: ak.Array, cuts: TrackCleanup) -> tuple[np.ndarray, np.nda
 
     Computed in the stored precision, on the flat values: awkward's broadcasting costs a fixed time per operation.
     """
-    offsets, px = inputs.offsets_and_content(tracks.px, dtype=None)
-    py, pz, dr, dz = (inputs.offsets_and_content(tracks[name], dtype=None)[1] for name in ("py", "pz", "dr", "dz"))
+    px, py, pz, dr, dz = (inputs.flat_values(tracks[name], dtype=None) for name in ("px", "py", "pz", "dr", "dz"))
     pt = np.sqrt(px**2 + py**2)
     theta = np.arctan2(pt, pz)
     energy = np.sqrt(px**2 + py**2 + pz**2 + PION_MASS**2)
@@ -38,14 +37,14 @@ def track_keep(tracks: ak.Array, cuts: TrackCleanup) -> tuple[np.ndarray, np.nda
         & (np.abs(dz) < cuts.dz_max)
         & (energy < cuts.energy_max)
     )
-    return offsets, keep
+    return inputs.event_offsets(tracks.px), keep
 
 
 def photon_keep(photons: ak.Array, cuts: PhotonCleanup) -> tuple[np.ndarray, np.ndarray]:
     """Good photons: energy window and CDC acceptance; the event offsets and a flat keep mask."""
-    offsets, energy = inputs.offsets_and_content(photons.E, dtype=None)
-    theta = inputs.offsets_and_content(photons.theta, dtype=None)[1]
-    return offsets, (energy > cuts.energy_min) & (energy < cuts.energy_max) & (theta > cuts.theta_min) & (theta < cuts.theta_max)
+    energy, theta = inputs.flat_values(photons.E, dtype=None), inputs.flat_values(photons.theta, dtype=None)
+    keep = (energy > cuts.energy_min) & (energy < cuts.energy_max) & (theta > cuts.theta_min) & (theta < cuts.theta_max)
+    return inputs.event_offsets(photons.E), keep
 
 
 def track_mask(tracks: ak.Array, cuts: TrackCleanup) -> ak.Array:
@@ -61,13 +60,13 @@ def photon_mask(photons: ak.Array, cuts: PhotonCleanup) -> ak.Array:
 
 
 def _kept(values: ak.Array, keep: np.ndarray | None, dtype: type) -> np.ndarray:
-    content = inputs.offsets_and_content(values, dtype)[1]
+    content = inputs.flat_values(values, dtype)
     return content if keep is None else content[keep]
 
 
 def track_columns(tracks: ak.Array, keep: np.ndarray | None = None) -> TrackColumns:
     """A jagged track collection (its tracks that the flat mask ``keep`` marks) as kernel input."""
-    offsets = inputs.offsets_and_content(tracks.px)[0]
+    offsets = inputs.event_offsets(tracks.px)
     return TrackColumns(
         offsets=offsets if keep is None else inputs.kept_offsets(offsets, keep),
         px=_kept(tracks.px, keep, np.float64),
@@ -84,7 +83,7 @@ def track_columns(tracks: ak.Array, keep: np.ndarray | None = None) -> TrackColu
 
 def photon_columns(photons: ak.Array, keep: np.ndarray | None = None) -> PhotonColumns:
     """A jagged photon collection (its photons that the flat mask ``keep`` marks) as kernel input."""
-    offsets = inputs.offsets_and_content(photons.E)[0]
+    offsets = inputs.event_offsets(photons.E)
     return PhotonColumns(
         offsets=offsets if keep is None else inputs.kept_offsets(offsets, keep),
         energy=_kept(photons.E, keep, np.float64),

@@ -376,7 +376,7 @@ def _truth(events: ak.Array, track_keep: np.ndarray, photon_keep: np.ndarray, n_
     for coll, keep, keys in ((events.Tracks, track_keep, TRACK_TRUTH), (events.Photons, photon_keep, PHOTON_TRUTH)):
         for key, name in keys.items():
             if name in coll.fields:
-                out[key] = inputs.offsets_and_content(coll[name], np.int64)[1][keep]
+                out[key] = inputs.flat_values(coll[name], np.int64)[keep]
             else:
                 out[key] = np.zeros(int(keep.sum()), dtype=np.int64)
     return out

@@ -195,7 +195,7 @@ def test_flat_event_helpers_agree_with_awkward_on_empty_and_full_events():
     from kvv.io import inputs
 
     values = ak.Array([[1.0, np.nan, 3.0], [], [np.inf], [4.0, 5.0], [], [6.0]])
-    offsets, content = inputs.offsets_and_content(values)
+    offsets, content = inputs.event_offsets(values), inputs.flat_values(values)
     assert offsets.tolist() == [0, 3, 3, 4, 6, 6, 7]
     np.testing.assert_array_equal(content, ak.to_numpy(ak.flatten(values)))
     bad = ~np.isfinite(content)

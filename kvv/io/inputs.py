@@ -46,11 +46,16 @@ CHECKED_FIELDS = {
 }
 
 
-def offsets_and_content(values: ak.Array, dtype: type | None = np.float64) -> tuple[np.ndarray, np.ndarray]:
-    """A jagged column as kernel input: event offsets (int64, n + 1) and the flat values (``dtype=None``: as stored)."""
+def event_offsets(values: ak.Array) -> np.ndarray:
+    """The event offsets (int64, n + 1) of a jagged column: kernel input with :func:`flat_values`."""
     offsets = np.zeros(len(values) + 1, dtype=np.int64)
     np.cumsum(ak.to_numpy(ak.num(values, axis=1)), out=offsets[1:])
-    return offsets, np.ascontiguousarray(ak.to_numpy(ak.flatten(values)), dtype=dtype)
+    return offsets
+
+
+def flat_values(values: ak.Array, dtype: type | None = np.float64) -> np.ndarray:
+    """The flat values of a jagged column, contiguous (``dtype=None``: as stored)."""
+    return np.ascontiguousarray(ak.to_numpy(ak.flatten(values)), dtype=dtype)
 
 
 def kept_offsets(offsets: np.ndarray, keep: np.ndarray) -> np.ndarray:
@@ -76,8 +81,7 @@ def nonfinite_events(events: ak.Array) -> dict[str, np.ndarray]:
             if coll_name is None:
                 per_event = ~np.isfinite(np.asarray(ak.to_numpy(coll[name]), dtype=np.float64))
             else:
-                offsets, values = offsets_and_content(coll[name], dtype=None)
-                per_event = any_per_event(offsets, ~np.isfinite(values))
+                per_event = any_per_event(event_offsets(coll[name]), ~np.isfinite(flat_values(coll[name], dtype=None)))
             if per_event.any():
                 branch = name if coll_name is None else next(c for c in eventformat.COLLECTIONS if c.name == coll_name).branch(name)
                 out[branch] = per_event
