@@ -184,9 +184,16 @@ class _HypoTest:
         self.asimov = lh.expected_data(background.x)
         self.asimov_fit = minimize(lh, self.asimov, init=background.x)
         self._warm = {"obs": [(self.fit.x[lh.poi_index], self.fit.x)], "asimov": [(0.0, background.x)]}
+        self._fval: dict[tuple[str, float], float] = {}
         self.nfits = 3
 
     def _fixed_fit(self, kind: str, mu: float) -> float:
+        # root finders evaluate their bracket's ends again: each fixed fit is done once
+        if (kind, mu) not in self._fval:
+            self._fval[kind, mu] = self._new_fixed_fit(kind, mu)
+        return self._fval[kind, mu]
+
+    def _new_fixed_fit(self, kind: str, mu: float) -> float:
         # warm start from the fit at the closest POI value already done
         _, init = min(self._warm[kind], key=lambda item: abs(item[0] - mu))
         data = self.data if kind == "obs" else self.asimov
@@ -378,38 +385,49 @@ def upper_limit(
 ) -> UpperLimit:
     """Asymptotic CLs upper limit on the POI at confidence level ``cl``, observed and expected (ascending, see EXPECTED_SIGMAS).
 
-    Limits are found by root finding on CLs(mu) - (1 - cl); the expected ones
-    only need the cached Asimov fits.  ``scan_points > 0`` also returns a CLs
+    Limits are found by root finding: the observed one on CLs(mu) - (1 - cl), the
+    expected ones on sqrt(q_A(mu)), which fixes expected CLs, so they need Asimov fits only.  ``scan_points > 0`` also returns a CLs
     scan over [0, 1.5 x the largest expected limit] for plotting.
     """
     alpha = 1.0 - cl
     hypo = _HypoTest(lh, data, test_statistic)
-    low, high = lh.bounds[lh.poi_index]
+    poi = lh.poi_index
+    low, high = lh.bounds[poi]
     low = max(low, 0.0)
+    # sqrt(q_A) = mu / sigma_A asymptotically: one Asimov fit sets the scale, so each root is bracketed
+    # near its answer instead of by doubling from mu-hat towards the POI bound
+    trial = min(max(hypo.fit.x[poi], low) + 1.0, high)
+    sigma_a = trial / max(hypo.sqrt_qa(trial), trial / (high - low))
+    # expected CLs depends on sqrt(q_A) alone: CLs(n) = alpha at sqrt(q_A) = Phi-bar^-1(alpha Phi-bar(n)) - n
+    targets = [float(scipy.stats.norm.isf(alpha * scipy.stats.norm.sf(n)) - n) for n in EXPECTED_SIGMAS]
 
-    def bracket(fn) -> tuple[float, float]:
-        # start just above mu-hat / 0 and expand towards the POI bound until CLs < alpha
-        lo, hi = low + 1e-6, max(hypo.fit.x[lh.poi_index], low) + 1.0
-        while fn(hi) > 0:
-            lo, hi = hi, min(2 * hi, high)
+    def solve(rises, guess: float, what: str) -> float:
+        """The POI value where the increasing ``rises`` crosses zero; inf (with a warning) above the POI bound."""
+        floor = low + 1e-9 * guess
+        hi = min(guess * 1.05, high)
+        lo = min(max(guess / 1.05, floor), hi)
+        step = 1.25
+        while rises(hi) < 0:
+            if hi == high:
+                log.warning("%s limit: the %.0f%% CL limit is above the POI upper bound %s", what, 100 * cl, high)
+                return float("inf")
+            lo, hi, step = hi, min(step * hi, high), min(2 * step, 2.0)
+        step = 1.25
+        while rises(lo) > 0:
+            lo, hi, step = max(lo / step, floor), lo, min(2 * step, 2.0)
             if hi == lo:
-                raise FitError(f"the {cl:.0%} CL limit is above the POI upper bound {high}")
-        return lo, hi
+                raise FitError(f"{what} limit: CLs is below {alpha:g} at the lowest POI value {lo:.4g}")
+        return float(scipy.optimize.brentq(rises, lo, hi, rtol=rtol))
 
-    def solve(fn) -> float:
-        lo, hi = bracket(fn)
-        return float(scipy.optimize.brentq(fn, lo, hi, rtol=rtol))
-
-    def solve_or_inf(fn, what: str) -> float:
-        # a band beyond the POI range is reported as infinite instead of failing the whole limit
-        try:
-            return solve(fn)
-        except FitError as exc:
-            log.warning("%s limit: %s", what, exc)
-            return float("inf")
-
-    observed = solve_or_inf(lambda mu: hypo.cls(mu)[0] - alpha, "observed")
-    expected = [solve_or_inf(lambda mu, i=i: hypo.cls(mu)[1][i] - alpha, f"expected {-n:+d} sigma") for i, n in enumerate(EXPECTED_SIGMAS)]
+    expected = []
+    for n, t in zip(EXPECTED_SIGMAS, targets, strict=True):
+        expected.append(solve(lambda mu, t=t: hypo.sqrt_qa(mu) - t, t * sigma_a, f"expected {-n:+d} sigma"))
+        if np.isfinite(expected[-1]):
+            sigma_a = expected[-1] / t  # the local slope, for the next (larger) root
+    median = expected[EXPECTED_SIGMAS.index(0)]
+    # the observed limit is about mu-hat above the median expected one (the Asimov data have mu = 0)
+    guess = max(hypo.fit.x[poi], low) + (median if np.isfinite(median) else targets[EXPECTED_SIGMAS.index(0)] * sigma_a)
+    observed = solve(lambda mu: alpha - hypo.cls(mu)[0], guess, "observed")
     scan = None
     if scan_points:
         finite = [v for v in (*expected, observed) if np.isfinite(v)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +26,12 @@ def _jax():
     import jax
 
     jax.config.update("jax_enable_x64", True)
+    if not jax.config.jax_compilation_cache_dir:
+        # compiling a likelihood's functions takes seconds and recurs in every fit stage: XLA's own
+        # persistent cache keeps them (JAX_COMPILATION_CACHE_DIR chooses another place)
+        cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "kvv" / "jax"
+        jax.config.update("jax_compilation_cache_dir", str(cache))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     return jax
 
 
