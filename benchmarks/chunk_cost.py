@@ -35,8 +35,9 @@ SIZES = (2_000, 10_000, 50_000, 100_000)
 def _chunk(path: str, tree: str, sample: str, weight: float, start: int, stop: int) -> ak.Array:
     meta = {"dataset": sample, "filename": path, "treename": tree, "entrystart": start, "entrystop": stop, "weight": weight}
     factory = NanoEventsFactory.from_root(
-        {path: tree}, entry_start=start, entry_stop=stop, schemaclass=Belle2Schema, metadata=meta, mode="virtual"
-    )
+        {path: tree}, entry_start=start, entry_stop=stop, schemaclass=Belle2Schema, metadata=meta, mode="virtual",
+        uproot_options=inputs.uproot_options([path]),
+    )  # fmt: skip
     return factory.events()
 
 

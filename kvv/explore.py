@@ -118,7 +118,7 @@ def _to_hist(h: histograms.SumHistogram) -> hist.Hist:
 def _eager_events(part: Partition) -> ak.Array:
     factory = NanoEventsFactory.from_root(
         {part.filename: part.treename}, entry_start=part.entrystart, entry_stop=part.entrystop,
-        schemaclass=Belle2Schema, metadata=part.metadata, mode="virtual",
+        schemaclass=Belle2Schema, metadata=part.metadata, mode="virtual", uproot_options=inputs.uproot_options([part.filename]),
     )  # fmt: skip
     return factory.events()
 
@@ -144,6 +144,7 @@ class LazySample:
             steps = [[p.entrystart, p.entrystop] for p in group]
             events = NanoEventsFactory.from_root(
                 {filename: {"object_path": group[0].treename, "steps": steps}}, schemaclass=Belle2Schema, mode="dask",
+                uproot_options=inputs.uproot_options([filename]),
                 metadata={k: v for k, v in group[0].metadata.items() if k not in ("entrystart", "entrystop")},
             ).events()  # fmt: skip
             self.events[filename] = events

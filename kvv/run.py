@@ -113,7 +113,9 @@ def run_processor(
     start = time.perf_counter()
     try:
         with report_context:
-            output, metrics = runner(fileset, proc)  # each file names its tree (inputs.tree_of)
+            paths = [path for sample in fileset.values() for path in sample["files"]]
+            # each file names its tree (inputs.tree_of)
+            output, metrics = runner(fileset, proc, uproot_options=inputs.uproot_options(paths))
     except Exception as exc:
         # a bad input found while processing comes back wrapped by the executor: report its own line
         cause: BaseException | None = exc

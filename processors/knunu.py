@@ -85,23 +85,21 @@ class KnunuProcessor(processor.ProcessorABC):
         sample = cfg.sample(meta["dataset"])
         if cfg.format_of(sample) == "basf2_ntuple":
             return self._process_candidates(meta, sample)
-        chunk = self._prepare(events, meta, sample)
+        chunk = self._prepare(events, meta, sample, scored=False)
+        shifts = [] if self.table_dir is not None else sy.object_shifts(cfg.systematics)
+        # data are what they are: every object variation sees the nominal
+        varied = {} if sample.is_data else {shift.name: self._shifted(shift, chunk) for shift in shifts}
+        self._score([chunk.columns, *(columns for columns, _ in varied.values())])
         out = self._fill(meta, sample, chunk.columns, chunk.weights[chunk.passed], chunk.cutflow, chunk.entries)
         out["nonfinite"] = {sample.name: {meta["filename"]: int((~chunk.finite).sum())}}
         if self.table_dir is not None:
             return out
         if self._is_signal_mc(sample):  # the efficiency's denominator: every (finite) event read, by generated q²
             out["generated"]["q2_gen"].fill(sample.name, q2_gen=chunk.truth["mcq2"], weight=chunk.weights, scale=float(meta["weight"]))
-        for shift in sy.object_shifts(cfg.systematics):
-            if sample.is_data:  # data are what they are: every variation sees the nominal
-                varied, varied_weights = chunk.columns, self._corrected(sample, chunk.columns, chunk.weights[chunk.passed])
-            else:
-                varied, varied_weights = self._shifted(
-                    shift, sample, chunk.events, chunk.tracks, chunk.photons, chunk.truth, chunk.event_number, chunk.weights
-                )
-            self._fill_templates(
-                out, sample, shift.name, varied, self._nominal_weights(sample, varied, varied_weights), float(meta["weight"])
-            )
+        for shift in shifts:
+            columns, passed = varied.get(shift.name, (chunk.columns, chunk.passed))
+            weights = self._corrected(sample, columns, chunk.weights[passed])
+            self._fill_templates(out, sample, shift.name, columns, self._nominal_weights(sample, columns, weights), float(meta["weight"]))
         return out
 
     def preselected(self, events: ak.Array, metadata: dict | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -117,8 +115,8 @@ class KnunuProcessor(processor.ProcessorABC):
         weights = self._corrected(sample, chunk.columns, chunk.weights[chunk.passed])
         return chunk.columns, self._nominal_weights(sample, chunk.columns, weights)
 
-    def _prepare(self, events: ak.Array, meta: dict, sample: Sample) -> _Chunk:
-        """Layout, finiteness check, cleanup, kernels, preselection and BDT scores of one chunk of events."""
+    def _prepare(self, events: ak.Array, meta: dict, sample: Sample, *, scored: bool = True) -> _Chunk:
+        """Layout, finiteness check, cleanup, kernels, preselection and (``scored``) BDT scores of one chunk of events."""
         if self.cfg.format_of(sample) == "basf2_eventbased":
             events = basf2.eventbased_events(events, meta, self.cfg.input.eventbased, {} if sample.is_data else self.cfg.input.truth)
         n_read = len(events)
@@ -129,6 +127,8 @@ class KnunuProcessor(processor.ProcessorABC):
         weights = np.full(len(events), float(meta["weight"]))
         tracks, photons, truth = self.clean_objects(events)
         columns, passed, cutflow = self._select(events, tracks, photons, truth, event_number, weights)
+        if scored:
+            self._score([columns])
         return _Chunk(
             events, event_number, finite, weights, tracks, photons, truth, columns, passed,
             with_finite_row(cutflow, finite, self.drop_nonfinite), n_read,
@@ -201,6 +201,7 @@ class KnunuProcessor(processor.ProcessorABC):
         weights = np.full(len(columns["has_kaon"]), float(meta["weight"]))
         columns.update({name: np.full(len(weights), -1.0) for name in MC_EVENT_BRANCHES if name not in columns})
         selected, passed, cutflow = self._select_columns(columns, weights)
+        self._score([selected])
         out = self._fill(meta, sample, selected, weights[passed], with_finite_row(cutflow, finite, self.drop_nonfinite), n_rows)
         out["nonfinite"] = {sample.name: {meta["filename"]: int((~finite).sum())}}
         if self.table_dir is None:
@@ -248,20 +249,23 @@ class KnunuProcessor(processor.ProcessorABC):
         return self._select_columns(columns, weights)
 
     def _select_columns(self, columns: dict[str, np.ndarray], weights: np.ndarray) -> tuple[dict, np.ndarray, dict]:
-        """The preselection and the BDT scores on per-event columns, with the cutflow."""
-        cfg = self.cfg
+        """The preselection on per-event columns: the preselected events' columns, the mask and the cutflow."""
         cutflow = {"entries read": len(weights)}
         passed = np.ones(len(weights), dtype=bool)
-        for step, mask in selection.preselection_steps(columns, cfg.preselection).items():
+        for step, mask in selection.preselection_steps(columns, self.cfg.preselection).items():
             step = self.candidate_step if step == "kaon candidate" else step
             cutflow[step] = selection.cutflow_row(mask)
             passed = mask
-        selected = {name: values[passed] for name, values in columns.items()}
-        if self.model_dir is not None:
-            if cfg.bdt is None:
-                raise ValueError(f"analysis {cfg.name!r} has no bdt section to score the models in {self.model_dir} with")
-            selected.update(bdt.score(cfg.bdt, self.model_dir, selected, selected["__event__"]))
-        return selected, passed, cutflow
+        return {name: values[passed] for name, values in columns.items()}, passed, cutflow
+
+    def _score(self, tables: list[dict[str, np.ndarray]]) -> None:
+        """Add the BDT scores to preselected column tables, all in one pass through each model (none before training)."""
+        if self.model_dir is None:
+            return
+        if self.cfg.bdt is None:
+            raise ValueError(f"analysis {self.cfg.name!r} has no bdt section to score the models in {self.model_dir} with")
+        for table, scores in zip(tables, bdt.score_tables(self.cfg.bdt, self.model_dir, tables), strict=True):
+            table.update(scores)
 
     def event_columns(self, events: ak.Array, tracks: TrackColumns, photons: PhotonColumns, truth: dict) -> dict[str, np.ndarray]:
         """Per-event columns of the signal candidate, its ROE and the event shape (``truth``: see :meth:`clean_objects`)."""
@@ -274,14 +278,14 @@ class KnunuProcessor(processor.ProcessorABC):
             preselection=self.cfg.preselection,
         )
 
-    def _shifted(self, shift: sy.ObjectShift, sample: Sample, events, tracks, photons, truth, event_number, weights):
-        """Columns and weights of the preselected events under one object variation."""
-        varied_tracks, varied_photons = sy.vary_objects(shift, tracks, photons, event_number, truth["photon_mcPDG"])
-        varied_truth = truth
+    def _shifted(self, shift: sy.ObjectShift, chunk: _Chunk) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Columns (unscored) and preselection mask of the chunk's events under one object variation."""
+        varied_tracks, varied_photons = sy.vary_objects(shift, chunk.tracks, chunk.photons, chunk.event_number, chunk.truth["photon_mcPDG"])
+        varied_truth = chunk.truth
         if isinstance(shift.variation, sy.TrackingEfficiencyVariation):
-            varied_truth = keep_track_truth(truth, sy.track_keep_mask(shift.variation, tracks, event_number))
-        columns, passed, _ = self._select(events, varied_tracks, varied_photons, varied_truth, event_number, weights)
-        return columns, self._corrected(sample, columns, weights[passed])
+            varied_truth = keep_track_truth(chunk.truth, sy.track_keep_mask(shift.variation, chunk.tracks, chunk.event_number))
+        columns, passed, _ = self._select(chunk.events, varied_tracks, varied_photons, varied_truth, chunk.event_number, chunk.weights)
+        return columns, passed
 
     def _nominal_weights(self, sample: Sample, columns: dict[str, np.ndarray], weights: np.ndarray) -> np.ndarray:
         """Continuum MC carries its BDTc weight in the nominal."""

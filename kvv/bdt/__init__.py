@@ -5,7 +5,7 @@ Training works on feature tables with the feature columns plus ``__event__``,
 ``__event__ % n_folds`` so no event is scored by a model that saw it.
 """
 
-from kvv.bdt.categories import all_trained, all_up_to_date, category_masks, model_dirs, score
+from kvv.bdt.categories import all_trained, all_up_to_date, category_masks, model_dirs, score, score_tables
 from kvv.bdt.eta import SignalEfficiencyTransform
 from kvv.bdt.folds import FOLD_RULE, fold_index
 from kvv.bdt.kfold import class_balanced_weights, train_folded
@@ -52,6 +52,7 @@ __all__ = [
     "save_models",
     "score",
     "score_chunk",
+    "score_tables",
     "stage_features",
     "train_all",
     "train_continuum_reweighter",

@@ -143,6 +143,16 @@ class SampleInputs:
         return xsec * FB_PER_NB * target_lumi_fb / n_generated
 
 
+def uproot_options(paths: Iterable[str]) -> dict:
+    """Options for uproot to read ``paths``: memory-mapped when all are local files.
+
+    uproot's default source for local paths goes through fsspec's asyncio thread;
+    a memory map reads without that hand-off, ~45 ms less per 2 000-event chunk of
+    kvv's processor (benchmarks/chunk_cost.py). Remote URLs keep uproot's default.
+    """
+    return {"handler": uproot.MemmapSource} if all("://" not in str(p) for p in paths) else {}
+
+
 def inspect_file(path: str, tree: str, branches: Iterable[str], check: Callable[[], int] | None = None) -> InputFile:
     """Open one file and check tree, branches and entries; raises InputError.
 
