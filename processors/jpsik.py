@@ -68,6 +68,7 @@ class JpsiKProcessor(KnunuProcessor):
         proxy, _, kept = jpsik.signal_proxy(tracks, candidates, ids, validation.seed)
         proxy_truth = keep_track_truth(truth, kept)
         columns, passed, _ = self._select(events, proxy, photons, proxy_truth, event_number, ones)
+        self._score([columns])
 
         scores = {}
         for score in SCORES:
