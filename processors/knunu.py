@@ -29,6 +29,12 @@ TRACK_TRUTH = {"track_mcPDG": "mcPDG", "track_mcMotherPDG": "mcMotherPDG"}  # tr
 PHOTON_TRUTH = {"photon_mcPDG": "mcPDG", "photon_mcMotherPDG": "mcMotherPDG"}
 
 
+#: a chunk's nominal and object-varied events go through the BDTs together up to about this many events
+#: (before the preselection): one call per model saves xgboost's cost per call on small chunks, and
+#: large chunks are scored one variation at a time so that their columns are not all held at once
+SCORE_BATCH_EVENTS = 50_000
+
+
 @dataclass
 class _Chunk:
     """A chunk of events after the cleanup, the kernels and the preselection."""
@@ -86,20 +92,36 @@ class KnunuProcessor(processor.ProcessorABC):
         if cfg.format_of(sample) == "basf2_ntuple":
             return self._process_candidates(meta, sample)
         chunk = self._prepare(events, meta, sample, scored=False)
+        scale = float(meta["weight"])
+        out: dict = {}
+        # (variation or None for the nominal, preselected columns, preselection mask), scored together
+        pending: list[tuple[str | None, dict[str, np.ndarray], np.ndarray]] = [(None, chunk.columns, chunk.passed)]
+
+        def score_and_fill() -> None:
+            self._score([columns for _, columns, _ in pending])
+            for variation, columns, passed in pending:
+                if variation is None:
+                    out.update(self._fill(meta, sample, columns, chunk.weights[passed], chunk.cutflow, chunk.entries))
+                else:
+                    weights = self._nominal_weights(sample, columns, self._corrected(sample, columns, chunk.weights[passed]))
+                    self._fill_templates(out, sample, variation, columns, weights, scale)
+            pending.clear()
+
         shifts = [] if self.table_dir is not None else sy.object_shifts(cfg.systematics)
-        # data are what they are: every object variation sees the nominal
-        varied = {} if sample.is_data else {shift.name: self._shifted(shift, chunk) for shift in shifts}
-        self._score([chunk.columns, *(columns for columns, _ in varied.values())])
-        out = self._fill(meta, sample, chunk.columns, chunk.weights[chunk.passed], chunk.cutflow, chunk.entries)
+        for shift in [] if sample.is_data else shifts:
+            if (len(pending) + 1) * len(chunk.passed) > SCORE_BATCH_EVENTS:
+                score_and_fill()
+            pending.append((shift.name, *self._shifted(shift, chunk)))
+        score_and_fill()
         out["nonfinite"] = {sample.name: {meta["filename"]: int((~chunk.finite).sum())}}
         if self.table_dir is not None:
             return out
         if self._is_signal_mc(sample):  # the efficiency's denominator: every (finite) event read, by generated q²
-            out["generated"]["q2_gen"].fill(sample.name, q2_gen=chunk.truth["mcq2"], weight=chunk.weights, scale=float(meta["weight"]))
-        for shift in shifts:
-            columns, passed = varied.get(shift.name, (chunk.columns, chunk.passed))
-            weights = self._corrected(sample, columns, chunk.weights[passed])
-            self._fill_templates(out, sample, shift.name, columns, self._nominal_weights(sample, columns, weights), float(meta["weight"]))
+            out["generated"]["q2_gen"].fill(sample.name, q2_gen=chunk.truth["mcq2"], weight=chunk.weights, scale=scale)
+        if sample.is_data:  # data are what they are: every object variation sees the nominal
+            weights = self._nominal_weights(sample, chunk.columns, self._corrected(sample, chunk.columns, chunk.weights[chunk.passed]))
+            for shift in shifts:
+                self._fill_templates(out, sample, shift.name, chunk.columns, weights, scale)
         return out
 
     def preselected(self, events: ak.Array, metadata: dict | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
