@@ -91,7 +91,7 @@ class KnunuProcessor(processor.ProcessorABC):
         sample = cfg.sample(meta["dataset"])
         if cfg.format_of(sample) == "basf2_ntuple":
             return self._process_candidates(meta, sample)
-        chunk = self._prepare(events, meta, sample, scored=False)
+        chunk = self._prepare(events, meta, sample)
         scale = float(meta["weight"])
         out: dict = {}
         # (variation or None for the nominal, preselected columns, preselection mask), scored together
@@ -103,8 +103,9 @@ class KnunuProcessor(processor.ProcessorABC):
                 if variation is None:
                     out.update(self._fill(meta, sample, columns, chunk.weights[passed], chunk.cutflow, chunk.entries))
                 else:
-                    weights = self._nominal_weights(sample, columns, self._corrected(sample, columns, chunk.weights[passed]))
-                    self._fill_templates(out, sample, variation, columns, weights, scale)
+                    self._fill_templates(
+                        out, sample, variation, columns, self._template_weights(sample, columns, chunk.weights[passed]), scale
+                    )
             pending.clear()
 
         shifts = [] if self.table_dir is not None else sy.object_shifts(cfg.systematics)
@@ -119,7 +120,7 @@ class KnunuProcessor(processor.ProcessorABC):
         if self._is_signal_mc(sample):  # the efficiency's denominator: every (finite) event read, by generated q²
             out["generated"]["q2_gen"].fill(sample.name, q2_gen=chunk.truth["mcq2"], weight=chunk.weights, scale=scale)
         if sample.is_data:  # data are what they are: every object variation sees the nominal
-            weights = self._nominal_weights(sample, chunk.columns, self._corrected(sample, chunk.columns, chunk.weights[chunk.passed]))
+            weights = self._template_weights(sample, chunk.columns, chunk.weights[chunk.passed])
             for shift in shifts:
                 self._fill_templates(out, sample, shift.name, chunk.columns, weights, scale)
         return out
@@ -134,11 +135,11 @@ class KnunuProcessor(processor.ProcessorABC):
         meta = dict(events.metadata if metadata is None else metadata)
         sample = self.cfg.sample(meta["dataset"])
         chunk = self._prepare(events, meta, sample)
-        weights = self._corrected(sample, chunk.columns, chunk.weights[chunk.passed])
-        return chunk.columns, self._nominal_weights(sample, chunk.columns, weights)
+        self._score([chunk.columns])
+        return chunk.columns, self._template_weights(sample, chunk.columns, chunk.weights[chunk.passed])
 
-    def _prepare(self, events: ak.Array, meta: dict, sample: Sample, *, scored: bool = True) -> _Chunk:
-        """Layout, finiteness check, cleanup, kernels, preselection and (``scored``) BDT scores of one chunk of events."""
+    def _prepare(self, events: ak.Array, meta: dict, sample: Sample) -> _Chunk:
+        """Layout, finiteness check, cleanup, kernels and preselection of one chunk of events (unscored: see :meth:`_score`)."""
         if self.cfg.format_of(sample) == "basf2_eventbased":
             events = basf2.eventbased_events(events, meta, self.cfg.input.eventbased, {} if sample.is_data else self.cfg.input.truth)
         n_read = len(events)
@@ -149,8 +150,6 @@ class KnunuProcessor(processor.ProcessorABC):
         weights = np.full(len(events), float(meta["weight"]))
         tracks, photons, truth = self.clean_objects(events)
         columns, passed, cutflow = self._select(events, tracks, photons, truth, event_number, weights)
-        if scored:
-            self._score([columns])
         return _Chunk(
             events, event_number, finite, weights, tracks, photons, truth, columns, passed,
             with_finite_row(cutflow, finite, self.drop_nonfinite), n_read,
@@ -227,7 +226,7 @@ class KnunuProcessor(processor.ProcessorABC):
         out = self._fill(meta, sample, selected, weights[passed], with_finite_row(cutflow, finite, self.drop_nonfinite), n_rows)
         out["nonfinite"] = {sample.name: {meta["filename"]: int((~finite).sum())}}
         if self.table_dir is None:
-            nominal = self._nominal_weights(sample, selected, self._corrected(sample, selected, weights[passed]))
+            nominal = self._template_weights(sample, selected, weights[passed])
             for shift in sy.object_shifts(cfg.systematics):
                 self._fill_templates(out, sample, shift.name, selected, nominal, float(meta["weight"]))
         return out
@@ -308,6 +307,10 @@ class KnunuProcessor(processor.ProcessorABC):
             varied_truth = keep_track_truth(chunk.truth, sy.track_keep_mask(shift.variation, chunk.tracks, chunk.event_number))
         columns, passed, _ = self._select(chunk.events, varied_tracks, varied_photons, varied_truth, chunk.event_number, chunk.weights)
         return columns, passed
+
+    def _template_weights(self, sample: Sample, columns: dict[str, np.ndarray], weights: np.ndarray) -> np.ndarray:
+        """Nominal template weights of preselected events: ``weights`` with the nominal corrections and, for continuum MC, BDTc."""
+        return self._nominal_weights(sample, columns, self._corrected(sample, columns, weights))
 
     def _nominal_weights(self, sample: Sample, columns: dict[str, np.ndarray], weights: np.ndarray) -> np.ndarray:
         """Continuum MC carries its BDTc weight in the nominal."""

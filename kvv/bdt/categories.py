@@ -77,8 +77,8 @@ def score_tables(cfg: BDTConfig, model_dir: Path, tables: Sequence[Mapping[str, 
     together: on small chunks xgboost's cost per call, not per row, dominates.
     Every row gets the scores :func:`score` gives it alone.
     """
-    if not tables:
-        return []
+    if len(tables) <= 1:  # nothing to join: no copies of a large chunk's columns
+        return [score(cfg, model_dir, t, t["__event__"]) for t in tables]
     names = {f for features in stage_features(cfg).values() for f in features}
     names |= {c for cuts in cfg.categories.values() for c in cuts}
     joined = {name: np.concatenate([np.asarray(t[name]) for t in tables]) for name in names if name in tables[0]}
