@@ -319,7 +319,11 @@ def stage_process(cfg: AnalysisConfig, execution: cluster.Execution, args: argpa
         "environment": report.environment(),
     }
     write_json(summary, out / "summary.json")
-    produced = {name: r.entries_processed * (r.weight or 0.0) for name, r in summary["samples"].items()}
+    # the weighted events generated, scaled down where only part of the files was processed (--max-chunks)
+    produced = {
+        name: r.events_generated * (r.weight or 0.0) * r.entries_processed / max(r.entries_in_files, 1)
+        for name, r in summary["samples"].items()
+    }
     yields = report.region_yields(output["templates"], cfg, produced)
     write_json(yields, out / "regions.json")
     if cfg.validation is not None and use_models:
@@ -438,6 +442,7 @@ def _sample_record(cfg: AnalysisConfig, si: inputs.SampleInputs, output: dict, f
         resonance=si.sample.resonance,
         files=len(si.files),
         entries_in_files=si.entries,
+        events_generated=si.n_generated,
         entries_processed=int(output["entries"].get(si.sample.name, np.zeros(1))[0]),
         weight=files.get(si.sample.name, {}).get("metadata", {}).get("weight"),
         skipped_files=si.skipped,

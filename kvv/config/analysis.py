@@ -38,6 +38,24 @@ class SimulationSettings(_Strict):
     chunk_size: int = Field(default=100_000, gt=0)
 
 
+class GeneratorFilter(_Strict):
+    """A truth-level filter on kvv's generated events, applied before detector simulation and writing.
+
+    An event is written only if it has at least ``min_charged`` stable charged
+    particles (e, mu, pi, K, p) inside the CDC polar acceptance with pT above
+    ``pt_min``. The events generated, not those written, normalise the sample, so
+    the filter changes the cost, not the weights; it must be loose enough not to
+    remove events the analysis selects (``python -m benchmarks.generator_filter`` measures that).
+    """
+
+    min_charged: int = Field(default=0, ge=0)  # 0: no filter
+    pt_min: float = Field(default=0.1, ge=0)  # GeV/c
+
+    @property
+    def active(self) -> bool:
+        return self.min_charged > 0
+
+
 class Sample(_Strict):
     """One input sample: its files, physics process and how it is normalised."""
 
@@ -56,6 +74,7 @@ class Sample(_Strict):
     generated_events: int | None = Field(default=None, gt=0)
     luminosity_fb: float | None = Field(default=None, gt=0)
     tune: dict[str, float] = Field(default_factory=dict)  # generator tune (pseudo-data)
+    generator_filter: GeneratorFilter = GeneratorFilter()  # truth-level filter of generated samples
 
     @field_validator("process")
     @classmethod
@@ -75,6 +94,8 @@ class Sample(_Strict):
             raise ValueError("give generated_events (with cross_section_nb) or luminosity_fb, not both")
         if self.is_data and (self.generated_events is not None or self.luminosity_fb is not None):
             raise ValueError("data weigh 1: generated_events and luminosity_fb are for MC")
+        if self.files and self.generator_filter.active:
+            raise ValueError("generator_filter applies to samples kvv generates, not to 'files'")
         return self
 
     @property

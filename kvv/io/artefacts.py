@@ -43,6 +43,7 @@ class SampleRecord(BaseModel):
     files: int
     entries_in_files: int
     entries_processed: int
+    events_generated: int = 0  # the events the files stand for (more than their entries for filtered or skimmed MC)
     weight: float | None  # per-event normalisation weight; None: no usable file
     skipped_files: list[dict[str, Any]]
     nonfinite_dropped: dict[str, int] = {}  # --drop-nonfinite: events dropped per file

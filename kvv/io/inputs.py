@@ -92,7 +92,7 @@ def nonfinite_events(events: ak.Array) -> dict[str, np.ndarray]:
 class InputFile:
     path: str
     entries: int
-    n_generated: int  # events generated into this file (== entries for kvv's own samples)
+    n_generated: int  # events generated into this file (its entries unless kvv's generator filter dropped some)
     cross_section_nb: float | None
 
 
@@ -107,6 +107,11 @@ class SampleInputs:
     @property
     def entries(self) -> int:
         return sum(f.entries for f in self.files)
+
+    @property
+    def n_generated(self) -> int:
+        """The events the sample's files stand for: generated (kvv metadata, ``generated_events``) or, without that, their entries."""
+        return self.sample.generated_events or sum(f.n_generated for f in self.files)
 
     @property
     def is_recorded_data(self) -> bool:
@@ -139,8 +144,7 @@ class SampleInputs:
                     f"the files' metadata disagree or lack it ({sorted(map(str, known))})"
                 )
             xsec = agreed
-        n_generated = self.sample.generated_events or sum(f.n_generated for f in self.files)
-        return xsec * FB_PER_NB * target_lumi_fb / n_generated
+        return xsec * FB_PER_NB * target_lumi_fb / self.n_generated
 
 
 def uproot_options(paths: Iterable[str]) -> dict:

@@ -37,6 +37,8 @@ def generated_file_paths(cfg: AnalysisConfig, sample: Sample) -> list[tuple[Path
         n = min(per_file, sample.events - i * per_file)
         seed = sample_seed(cfg.simulation.seed, sample, i)
         tag = "_".join(f"{k}{v:g}" for k, v in sorted(sample.tune.items()))
+        if sample.generator_filter.active:
+            tag += f"{'_' if tag else ''}filter{sample.generator_filter.min_charged}ch{sample.generator_filter.pt_min:g}"
         name = f"{sample.name}_{sample.process}_{n}_s{seed}{'_' + tag if tag else ''}_{GENERATOR_TAG}.root"
         out.append((directory / name, n, seed))
     return out

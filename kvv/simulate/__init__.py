@@ -3,7 +3,7 @@
 Public API::
 
     generate_sample(process, n_events, path, *, beams, seed, chunk_size=100_000,
-                    data=False, tune=None) -> dict        # one ROOT file + metadata
+                    data=False, tune=None, generator_filter=None) -> dict  # one ROOT file + metadata
     cross_section(process, sqrt_s=10.58) -> float          # nb
     generate_events(process, n_events, *, beams, seed, tune=None) -> GeneratedEvents
     four_momentum_balance(events) -> np.ndarray            # generator-level check

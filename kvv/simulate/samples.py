@@ -9,12 +9,13 @@ from pathlib import Path
 
 import numpy as np
 
-from kvv.config import AnalysisConfig, Sample
+from kvv.config import AnalysisConfig, GeneratorFilter, Sample
 from kvv.eventformat import PHOTONS, TRACKS, Process
 from kvv.io.samplefiles import GENERATOR_VERSION, generated_file_paths
 from kvv.physics.beams import SQRT_S_OFF_RESONANCE, SQRT_S_ON_RESONANCE, Beams
 from kvv.simulate.decaytable import load_decay_table
 from kvv.simulate.detector import simulate_detector
+from kvv.simulate.filter import charged_in_acceptance, select_events
 from kvv.simulate.generator import DEFAULT_TUNE, PROCESS_SPECS, GeneratedEvents, generate_events
 from kvv.simulate.writer import SampleWriter, chunk_arrays
 
@@ -66,14 +67,15 @@ def _seeds(seed: int, chunk: int) -> tuple[int, np.random.Generator]:
     return int(gen_seq.generate_state(1)[0]), np.random.default_rng(det_seq)
 
 
-def _event_branches(events: GeneratedEvents, process: Process, beams: Beams, seed: int, first: int) -> dict:
+def _event_branches(events: GeneratedEvents, process: Process, beams: Beams, seed: int, numbers: np.ndarray) -> dict:
     n = events.n_events
     total = beams.total
     return {
         "__experiment__": np.full(n, EXPERIMENT),
-        # the run number carries the sample seed, the event number counts through the sample
+        # the run number carries the sample seed, the event number counts the generated events of the
+        # sample (a filtered sample's numbers have gaps)
         "__run__": np.full(n, seed % (1 << 31)),
-        "__event__": first + np.arange(n, dtype=np.int64),
+        "__event__": numbers,
         "beamE": np.full(n, total[0]),
         "beamPx": np.full(n, total[1]),
         "beamPy": np.full(n, total[2]),
@@ -95,15 +97,20 @@ def generate_sample(
     chunk_size: int = 100_000,
     data: bool = False,
     tune: dict | None = None,
+    generator_filter: GeneratorFilter | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> dict:
     """Generate, simulate and write one sample file; returns its metadata.
 
-    ``data=True`` omits the MC-truth branches (pseudo-data). ``progress`` is called
-    with the number of events written after each chunk. The result depends only on
-    the arguments, so calls can be shipped to Dask workers.
+    ``n_events`` are generated; with an active ``generator_filter`` only those
+    passing it are simulated and written (``n_written`` in the metadata), while
+    ``n_events`` stays the sample's normalisation. ``data=True`` omits the
+    MC-truth branches (pseudo-data). ``progress`` is called with the number of
+    events generated after each chunk. The result depends only on the
+    arguments, so calls can be shipped to Dask workers.
     """
     process = Process(process)
+    event_filter = generator_filter if generator_filter is not None and generator_filter.active else None
     sigma = cross_section(process, beams.sqrt_s)
     metadata = {
         "process": process.name,
@@ -117,21 +124,31 @@ def generate_sample(
         "beam_energy_spread_gev": {"her": beams.her_energy_spread, "ler": beams.ler_energy_spread},
         "generator_version": GENERATOR_VERSION,
         "tune": {**DEFAULT_TUNE, **(tune or {})},
+        "generator_filter": event_filter.model_dump() if event_filter is not None else None,
     }
+    written = 0
     with SampleWriter(path, mc=not data, seed=seed) as writer:
         for chunk, first in enumerate(range(0, n_events, chunk_size)):
             n = min(chunk_size, n_events - first)
             gen_seed, det_rng = _seeds(seed, chunk)
             events = generate_events(process, n, beams=beams, seed=gen_seed, tune=tune)
-            reco = simulate_detector(events, det_rng)
-            arrays = chunk_arrays(
-                _event_branches(events, process, beams, seed, first),
-                {TRACKS.prefix: (reco.n_tracks, reco.tracks), PHOTONS.prefix: (reco.n_photons, reco.photons)},
-                mc=not data,
-            )
-            writer.extend(arrays)
+            numbers = first + np.arange(n, dtype=np.int64)
+            if event_filter is not None:
+                keep = charged_in_acceptance(events, event_filter.pt_min) >= event_filter.min_charged
+                events, numbers = select_events(events, keep), numbers[keep]
+            if events.n_events:
+                reco = simulate_detector(events, det_rng)
+                arrays = chunk_arrays(
+                    _event_branches(events, process, beams, seed, numbers),
+                    {TRACKS.prefix: (reco.n_tracks, reco.tracks), PHOTONS.prefix: (reco.n_photons, reco.photons)},
+                    mc=not data,
+                )
+                writer.extend(arrays)
+                written += events.n_events
             if progress is not None:
                 progress(first + n)
+        metadata["n_written"] = written
+        metadata["filter_efficiency"] = written / n_events if n_events else None
         writer.write_metadata(metadata)
     return metadata
 
@@ -159,6 +176,7 @@ def missing_generation_tasks(cfg: AnalysisConfig, samples: Iterable[Sample]) -> 
                     chunk_size=cfg.simulation.chunk_size,
                     data=sample.is_data,
                     tune=dict(sample.tune) or None,
+                    generator_filter=sample.generator_filter if sample.generator_filter.active else None,
                 )
             )
     return tasks
