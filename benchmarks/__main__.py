@@ -182,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     if "fit" in args.only:
         from benchmarks import fit
 
-        guarded(results, "fit", lambda: fit.run(plain=False))  # plain pyhf: python benchmarks/fit.py (minutes)
+        # plain pyhf: python benchmarks/fit.py (minutes)
+        guarded(results, "fit", lambda: {**fit.run(plain=False), "toys": fit.run_toys(5 if args.quick else 50)})
     results["machine"]["load_average_end"] = os.getloadavg()
     results["goals"] = report.goals(results)
     results["slurm_note"] = report.slurm_note(results)

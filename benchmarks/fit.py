@@ -8,6 +8,9 @@ and with plain pyhf (numpy backend + iminuit), in one invocation.
     python benchmarks/fit.py                # kvv, pyhf-JAX (limit: several minutes), plain-pyhf MLE and significance
     python benchmarks/fit.py --plain-limit  # also the plain-pyhf limit (slow: many minutes)
 
+and the toy fits of the injection study on a default run's workspace, with kvv's
+own NLL and with pyhf's ``logpdf`` under kvv's optimisers (``--toys``).
+
 pyhf's ``toms748_scan`` fails on the JAX backend (it hashes a JAX array), so the
 pyhf-JAX limit is scipy's ``toms748`` on pyhf's own ``hypotest`` (qtilde), CLs = 0.10,
 with the relative tolerance kvv's limit uses.
@@ -24,6 +27,8 @@ from pathlib import Path
 import pyhf
 
 WORKSPACE = Path(__file__).resolve().parents[1] / "tests" / "data" / "belle2_bknunu_combined_likelihood.json"
+#: a default run's workspace, on which the injection study's toys are timed
+DEFAULT_WORKSPACE = WORKSPACE.with_name("ita2021_default_workspace.json")
 
 
 def _timed(fn):
@@ -131,6 +136,29 @@ def run_pyhf_jax(spec: dict, with_limit: bool = True) -> dict:
     return out
 
 
+def run_toys(n_toys: int) -> dict:
+    """Toy fits per second of the injection study on the default workspace: kvv's own NLL against pyhf's logpdf.
+
+    Same toys, same optimiser chain; each toy is two fits (free and POI fixed at the
+    injected value) and a Hessian. A first call of a few toys compiles.
+    """
+    from kvv.fit import Likelihood, injection_study
+
+    out = {"workspace": DEFAULT_WORKSPACE.name, "toys": 2 * n_toys}
+    for name, native in (("kvv", True), ("kvv_on_pyhf_logpdf", False)):
+        lh = Likelihood.from_workspace(DEFAULT_WORKSPACE, native=native)
+        injection_study(lh, [1.0], 3, seed=1)
+        summary, t, err = _timed(lambda lh=lh: injection_study(lh, [1.0, 5.0], n_toys, seed=2))
+        out[name] = {
+            "seconds": t,
+            "toys_per_s": 2 * n_toys / t,
+            "pull_width": [s["pull_width"] for s in summary] if summary else None,
+            "error": err,
+        }
+    out["speedup"] = out["kvv_on_pyhf_logpdf"]["seconds"] / out["kvv"]["seconds"]
+    return out
+
+
 def run(plain: bool = True, plain_limit: bool = False, pyhf_jax: bool = True, pyhf_jax_limit: bool = True) -> dict:
     """Run the benchmark and return the timings as a dict."""
     spec = json.loads(WORKSPACE.read_text())
@@ -175,9 +203,12 @@ def main() -> None:
     parser.add_argument("--no-plain", action="store_true", help="skip plain pyhf")
     parser.add_argument("--plain-limit", action="store_true", help="also time the plain-pyhf limit (slow)")
     parser.add_argument("--no-pyhf-jax-limit", action="store_true", help="skip the pyhf-JAX limit (several minutes)")
+    parser.add_argument("--toys", type=int, default=50, help="toys per injected value in the toy timing (0: skip)")
     parser.add_argument("--json", type=Path, help="write the result dict to this file")
     args = parser.parse_args()
     result = run(plain=not args.no_plain, plain_limit=args.plain_limit, pyhf_jax_limit=not args.no_pyhf_jax_limit)
+    if args.toys:
+        result["toys"] = run_toys(args.toys)
     kvv, jax, plain = result["kvv"], result.get("pyhf_jax", {}), result.get("plain_pyhf", {})
     print(f"{'step':<22}{'kvv':<45}{'pyhf (JAX backend)':<45}{'plain pyhf (numpy+minuit)'}")
     print(f"{'build+warm-up MLE':<22}{kvv['build']['seconds'] + kvv['warmup_mle']['seconds']:8.2f} s")
@@ -186,6 +217,13 @@ def main() -> None:
         print(f"{step:<22}{_fmt(kvv.get(name), key):<45}{_fmt(jax.get(name), key):<45}{_fmt(plain.get(name), key) if plain else '-'}")
     for step, ratio in result.get("kvv_speedup_over_pyhf_jax", {}).items():
         print(f"kvv speed-up over pyhf-JAX, {step}: {ratio:.1f}x")
+    if "toys" in result:
+        toys = result["toys"]
+        print(
+            f"injection toys on {toys['workspace']} ({toys['toys']} toys, 2 fits + Hessian each): "
+            f"kvv {toys['kvv']['toys_per_s']:.1f} toys/s, kvv on pyhf's logpdf {toys['kvv_on_pyhf_logpdf']['toys_per_s']:.1f} "
+            f"toys/s ({toys['speedup']:.2f}x)"
+        )
     if args.json:
         args.json.write_text(json.dumps(result, indent=2, default=str))
 

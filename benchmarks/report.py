@@ -62,6 +62,13 @@ def goals(results: dict) -> list[dict]:
     if mem.get("vs_dataset"):
         peaks = [r["peak_rss_mb"] for r in mem["vs_dataset"]]
         add("peak RSS growth across dataset sizes", (max(peaks) - min(peaks)) / min(peaks), 0.1, higher=False)
+    fit = results.get("fit", {})
+    speedup = fit.get("kvv_speedup_over_pyhf_jax", {})
+    if speedup:
+        add("fit: MLE with uncertainties, kvv / pyhf-JAX", speedup.get("mle_with_uncertainties"), 10.0, unit="x")
+        add("fit: 90 % CL limit, kvv / pyhf-JAX", speedup.get("limit90"), 30.0, unit="x")
+    if "toys" in fit:
+        add("injection-study toys per second (default workspace)", fit["toys"]["kvv"]["toys_per_s"], 100.0, unit="/s")
     return out
 
 
