@@ -19,9 +19,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .infer import covariance
+from .infer import _covariance_from, covariance
 from .likelihood import Likelihood
-from .optimize import minimize
+from .optimize import Curvature, minimize
 
 log = logging.getLogger(__name__)
 
@@ -97,11 +97,15 @@ def injection_study(
             truth = base.copy()
             truth[poi] = mu_inj
             mu_hat, sigmas, pulls, failed = [], [], [], 0
+            # toys scatter about the truth: its Asimov Hessian starts each free fit's Newton steps,
+            # and each toy's own Hessian (its Hessian pull needs it anyway) its fixed fit's
+            expected = Curvature.at(lh, truth, lh.expected_data(truth))
             for _ in range(n_toys):
                 data = lh.toy(truth, rng)
-                free = minimize(lh, data, init=truth)
-                fixed = minimize(lh, data, init=truth, fixed={poi: mu_inj})
-                variance = covariance(lh, free.x, data)[poi, poi]
+                free = minimize(lh, data, init=truth, curvature=expected)
+                own = Curvature.at(lh, free.x, data)
+                fixed = minimize(lh, data, init=truth, fixed={poi: mu_inj}, curvature=own)
+                variance = _covariance_from(lh, own)[poi, poi]
                 if not (free.success and fixed.success):
                     failed += 1
                     continue

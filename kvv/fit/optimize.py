@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import iminuit
 import numpy as np
+import scipy.linalg
 import scipy.optimize
 
 from .likelihood import Likelihood
@@ -35,6 +36,36 @@ EDM_TOLERANCE = 1e-3
 
 #: two minima closer than this in -2 ln L count as one
 SAME_MINIMUM = 1e-4
+
+
+#: Newton iterations with a given curvature before the chain's other optimisers take over
+NEWTON_MAX_ITERATIONS = 40
+#: where they stop: estimated distance to the minimum in -2 ln L (far below EDM_TOLERANCE, so that the
+#: gradient there passes GRADIENT_TOLERANCE and no Hessian is needed to accept the point)
+NEWTON_EDM = 1e-8
+
+
+@dataclass(frozen=True)
+class Curvature:
+    """The Hessian of ``-2 ln L`` at a nearby minimum, over the parameters ``free`` marks.
+
+    Fits near that minimum (fixed-POI fits of a limit, the fits of toys about the
+    same point) converge in a few Newton steps with it instead of ~200 gradient
+    evaluations of a quasi-Newton method; see :func:`minimize`.
+    """
+
+    free: np.ndarray  # (npars,) bool
+    hessian: np.ndarray  # (n_free, n_free)
+
+    @classmethod
+    def at(cls, lh: Likelihood, pars: np.ndarray, data: np.ndarray | None = None) -> Curvature:
+        free = ~lh.fixed
+        return cls(free, lh.hessian(pars, data, free))
+
+    def restricted(self, free: np.ndarray) -> np.ndarray:
+        """The Hessian over the parameters ``free`` marks (a subset of this one's)."""
+        index = np.flatnonzero(free[self.free])
+        return self.hessian[np.ix_(index, index)]
 
 
 @dataclass
@@ -122,7 +153,47 @@ def _run_minuit(strategy: int, obj: _Objective, x0: np.ndarray, bounds: np.ndarr
     return np.asarray(minuit.values)
 
 
-def _attempt(name: str, obj: _Objective, x0: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+def _run_newton(obj: _Objective, x0: np.ndarray, bounds: np.ndarray, hessian: np.ndarray) -> np.ndarray:
+    """Quasi-Newton steps from a given Hessian, kept current with BFGS updates, projected on the bounds.
+
+    A step that does not descend is halved (up to 6 times); the iteration stops at
+    an estimated distance to the minimum of :data:`NEWTON_EDM` in ``-2 ln L``.
+    """
+    hess = np.array(hessian, dtype=float)
+    x = np.clip(x0, bounds[:, 0], bounds[:, 1])
+    value, grad = obj(x)
+    for _ in range(NEWTON_MAX_ITERATIONS):
+        # parameters at a bound that the gradient pushes outwards stay there for this step
+        moving = ~(((x <= bounds[:, 0]) & (grad > 0)) | ((x >= bounds[:, 1]) & (grad < 0)))
+        step = np.zeros_like(x)
+        try:
+            step[moving] = scipy.linalg.solve(hess[np.ix_(moving, moving)], grad[moving], assume_a="pos")
+        except (np.linalg.LinAlgError, ValueError):
+            raise ValueError("curvature is not positive definite") from None
+        if 0.5 * float(grad @ step) < NEWTON_EDM:
+            break
+        for _ in range(6):
+            trial = np.clip(x - step, bounds[:, 0], bounds[:, 1])
+            trial_value, trial_grad = obj(trial)
+            if np.isfinite(trial_value) and trial_value <= value:
+                break
+            step = 0.5 * step
+        else:
+            break  # no descent along the step: leave the rest to the other optimisers
+        s_, y_ = trial - x, trial_grad - grad
+        sy = float(s_ @ y_)
+        if sy > 1e-12 * float(np.linalg.norm(s_) * np.linalg.norm(y_)):  # BFGS keeps hess positive definite
+            hs = hess @ s_
+            hess += np.outer(y_, y_) / sy - np.outer(hs, hs) / float(s_ @ hs)
+        x, value, grad = trial, trial_value, trial_grad
+    return x
+
+
+def _attempt(name: str, obj: _Objective, x0: np.ndarray, bounds: np.ndarray, curvature: Curvature | None = None) -> np.ndarray:
+    if name == "newton":
+        if curvature is None:
+            raise ValueError("newton needs a curvature")
+        return _run_newton(obj, x0, bounds, curvature.restricted(obj.free))
     if name == "tnc":
         return _run_scipy("TNC", obj, x0, bounds)
     if name == "lbfgsb":
@@ -141,18 +212,23 @@ def minimize(
     init: np.ndarray | None = None,
     fixed: dict[int, float] | None = None,
     chain: tuple[str, ...] = DEFAULT_CHAIN,
+    curvature: Curvature | None = None,
 ) -> OptResult:
     """The lowest minimum of ``-2 ln L`` over the free parameters that kvv finds at reasonable cost.
 
     ``fixed`` maps parameter indices to values held constant on top of the
-    model's own fixed parameters. A smooth likelihood is fitted once from
+    model's own fixed parameters. With a ``curvature`` (the Hessian at a nearby
+    minimum) Newton steps are tried first; a fit they do not converge goes on
+    with ``chain`` from their best point, so the answer's tolerance is the same. A smooth likelihood is fitted once from
     ``init`` (:func:`_minimize_from`). One with kinked modifiers
     (``lh.kinked``) can have a minimum on each side of a kink, so it is also
     fitted from the suggested initial values and with each kinked parameter
     displaced to -1 and +1 from the best point; the lowest converged fit wins
     and ``minima`` counts the distinct ones seen.
     """
-    first = _minimize_from(lh, data, init, fixed, chain)
+    if curvature is not None:
+        chain = ("newton", *chain)
+    first = _minimize_from(lh, data, init, fixed, chain, curvature)
     kinked = np.flatnonzero(lh.kinked & ~lh.fixed)
     kinked = np.asarray([i for i in kinked if i not in (fixed or {})], dtype=int)
     if not kinked.size:
@@ -163,7 +239,7 @@ def minimize(
             start = first.x.copy()
             start[index] = np.clip(shift, *lh.bounds[index])
             starts.append(start)
-    fits = [first] + [_minimize_from(lh, data, start, fixed, chain) for start in starts]
+    fits = [first] + [_minimize_from(lh, data, start, fixed, chain, curvature) for start in starts]
     converged = [f for f in fits if f.success] or fits
     best = min(converged, key=lambda f: f.fval)
     minima = np.unique(np.round(np.asarray([f.fval for f in converged]) / SAME_MINIMUM))
@@ -172,7 +248,12 @@ def minimize(
 
 
 def _minimize_from(
-    lh: Likelihood, data: np.ndarray | None, init: np.ndarray | None, fixed: dict[int, float] | None, chain: tuple[str, ...]
+    lh: Likelihood,
+    data: np.ndarray | None,
+    init: np.ndarray | None,
+    fixed: dict[int, float] | None,
+    chain: tuple[str, ...],
+    curvature: Curvature | None = None,
 ) -> OptResult:
     """Minimise ``-2 ln L`` from one start, trying the optimisers in ``chain`` in turn.
 
@@ -197,7 +278,7 @@ def _minimize_from(
     for name in chain:
         x0 = lh.init[free].clip(bounds[:, 0], bounds[:, 1]) if name.endswith("_restart") else best_x
         try:
-            x = _attempt(name, obj, x0, bounds)
+            x = _attempt(name, obj, x0, bounds, curvature)
         except (RuntimeError, ValueError, FloatingPointError) as exc:
             attempts.append(f"{name}: error {exc}")
             continue

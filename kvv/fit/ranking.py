@@ -22,7 +22,7 @@ import numpy as np
 
 from .infer import FitResult, _constrained
 from .likelihood import FitError, Likelihood
-from .optimize import minimize
+from .optimize import Curvature, minimize
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +144,8 @@ def impacts(lh: Likelihood, fit: FitResult, data: np.ndarray | None = None, *, r
     rows.sort(key=lambda r: -abs(r["postfit_up"]))
     n_refit = len(rows) if refit_top is None else min(refit_top, len(rows))
     low, high = lh.bounds.T
+    # the refits stay near the best fit: Newton steps from its Hessian
+    curvature = Curvature.at(lh, fit.bestfit, data) if n_refit else None
     for row in rows[:n_refit]:
         index = row["index"]
         sigma0 = row["prefit_width"]
@@ -154,7 +156,7 @@ def impacts(lh: Likelihood, fit: FitResult, data: np.ndarray | None = None, *, r
             ("prefit_down", -sigma0),
         ):
             value = float(np.clip(fit.bestfit[index] + shift, low[index], high[index]))
-            opt = minimize(lh, data, init=fit.bestfit, fixed={index: value})
+            opt = minimize(lh, data, init=fit.bestfit, fixed={index: value}, curvature=curvature)
             row[key] = float(opt.x[poi] - mu_hat)
         row["method"] = "refit"
     for row in rows:
