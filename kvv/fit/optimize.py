@@ -5,7 +5,8 @@ discovery test on the published Belle II likelihood (pyhf raises
 FailedMinimization although the optimiser reports success).  Here every fit runs the
 strategies in :data:`DEFAULT_CHAIN` in turn, warm-started where possible, and
 accepts the first result whose projected gradient vanishes; the result records
-which optimiser succeeded and why the earlier ones were rejected.
+which optimiser succeeded and why the earlier ones were rejected. A caller that knows
+the Hessian at a nearby minimum (:class:`Curvature`) gets Newton steps from it first.
 """
 
 from __future__ import annotations
