@@ -178,7 +178,10 @@ def main(argv: list[str] | None = None) -> int:
     if "generation" in args.only:
         from benchmarks import generation
 
-        guarded(results, "generation", lambda: generation.run(n_events=20_000 if args.quick else 200_000))
+        n_generation = 20_000 if args.quick else 200_000
+        guarded(
+            results, "generation", lambda: {**generation.run(n_events=n_generation), "taupair_filter": generation.run_filter(n_generation)}
+        )
     if "fit" in args.only:
         from benchmarks import fit
 

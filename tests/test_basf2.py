@@ -92,6 +92,8 @@ def _basf2_config(small_analysis: Path, directory: Path, layout: str, files: dic
         if sample.is_data:
             continue
         meta = _metadata(sample_file_paths(cfg, sample)[0])
+        # a filtered kvv sample becomes what a basf2 skim is: fewer entries than the events generated
+        entry.pop("generator_filter", None)
         entry.update(files=files[sample.name], format=layout, generated_events=sample.events, cross_section_nb=meta["cross_section_nb"])
     raw["input"] = {"truth": dict(TRUTH_VARIABLES), **input_settings}
     path = directory / f"{layout}.yaml"
@@ -144,7 +146,8 @@ def test_eventbased_files_give_kvvs_histograms(trained, reference, eventbased, c
     for sample in _mc_samples(load_config(eventbased)):
         record = summary["samples"][sample.name]
         assert record["format"] == "basf2_eventbased"
-        assert record["entries_processed"] == record["entries_in_files"] == sample.events
+        assert record["entries_processed"] == record["entries_in_files"]
+        assert record["events_generated"] == sample.events
         assert record["skipped_variations"] == {}
 
 
