@@ -58,15 +58,7 @@ def _check(opt: OptResult, what: str) -> OptResult:
 
 def covariance(lh: Likelihood, pars: np.ndarray, data: np.ndarray | None = None, free: np.ndarray | None = None) -> np.ndarray:
     """Covariance from the inverse Hessian of ``-2 ln L`` (factor 2), zero rows for fixed parameters."""
-    free = ~lh.fixed if free is None else free
-    return _covariance_from(lh, Curvature(free, lh.hessian(pars, data, free)))
-
-
-def _covariance_from(lh: Likelihood, curvature: Curvature) -> np.ndarray:
-    cov = np.zeros((lh.npars, lh.npars))
-    # pseudo-inverse: parameters at a bound can make the Hessian near-singular
-    cov[np.ix_(curvature.free, curvature.free)] = 2.0 * np.linalg.pinv(curvature.hessian, hermitian=True)
-    return cov
+    return Curvature.at(lh, pars, data, free).covariance()
 
 
 def mle(
@@ -86,8 +78,8 @@ def mle(
     free = ~lh.fixed.copy()
     for index in fixed or {}:
         free[index] = False
-    curvature = Curvature(free, lh.hessian(opt.x, data, free)) if uncertainties else None
-    cov = _covariance_from(lh, curvature) if curvature is not None else np.zeros((lh.npars, lh.npars))
+    curvature = Curvature.at(lh, opt.x, data, free) if uncertainties else None
+    cov = curvature.covariance() if curvature is not None else np.zeros((lh.npars, lh.npars))
     sigma = np.sqrt(np.clip(np.diag(cov), 0.0, None))
     result = FitResult(lh.names, opt.x, sigma, cov, opt.fval, opt.optimizer, opt.success, attempts=opt.attempts, minima=opt.minima)
     names = [lh.poi_name] if minos is True else list(minos or [])

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .infer import _covariance_from, covariance
+from .infer import covariance
 from .likelihood import Likelihood
 from .optimize import Curvature, minimize
 
@@ -105,7 +105,7 @@ def injection_study(
                 free = minimize(lh, data, init=truth, curvature=expected)
                 own = Curvature.at(lh, free.x, data)
                 fixed = minimize(lh, data, init=truth, fixed={poi: mu_inj}, curvature=own)
-                variance = _covariance_from(lh, own)[poi, poi]
+                variance = own.covariance()[poi, poi]
                 if not (free.success and fixed.success):
                     failed += 1
                     continue

@@ -59,9 +59,18 @@ class Curvature:
     hessian: np.ndarray  # (n_free, n_free)
 
     @classmethod
-    def at(cls, lh: Likelihood, pars: np.ndarray, data: np.ndarray | None = None) -> Curvature:
-        free = ~lh.fixed
+    def at(cls, lh: Likelihood, pars: np.ndarray, data: np.ndarray | None = None, free: np.ndarray | None = None) -> Curvature:
+        """The Hessian at ``pars`` over ``free`` (default: the model's free parameters)."""
+        free = ~lh.fixed if free is None else free
         return cls(free, lh.hessian(pars, data, free))
+
+    def covariance(self) -> np.ndarray:
+        """Covariance of all parameters from the inverse Hessian of ``-2 ln L`` (factor 2), zero rows for fixed ones."""
+        n = len(self.free)
+        cov = np.zeros((n, n))
+        # pseudo-inverse: parameters at a bound can make the Hessian near-singular
+        cov[np.ix_(self.free, self.free)] = 2.0 * np.linalg.pinv(self.hessian, hermitian=True)
+        return cov
 
     def restricted(self, free: np.ndarray) -> np.ndarray:
         """The Hessian over the parameters ``free`` marks (a subset of this one's)."""

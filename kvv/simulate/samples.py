@@ -176,7 +176,7 @@ def missing_generation_tasks(cfg: AnalysisConfig, samples: Iterable[Sample]) -> 
                     chunk_size=cfg.simulation.chunk_size,
                     data=sample.is_data,
                     tune=dict(sample.tune) or None,
-                    generator_filter=sample.generator_filter if sample.generator_filter.active else None,
+                    generator_filter=sample.generator_filter,
                 )
             )
     return tasks
