@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks import fit
 
         # plain pyhf: python benchmarks/fit.py (minutes)
-        guarded(results, "fit", lambda: {**fit.run(plain=False), "toys": fit.run_toys(5 if args.quick else 50)})
+        guarded(results, "fit", lambda: {**fit.run(plain=False), "toys": fit.run_toys(5 if args.quick else 200)})
     results["machine"]["load_average_end"] = os.getloadavg()
     results["goals"] = report.goals(results)
     results["slurm_note"] = report.slurm_note(results)

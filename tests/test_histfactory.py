@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kvv.fit.histfactory import code4_coefficients, twice_nll_function
+from kvv.fit.histfactory import code4_coefficients, model_functions
 from kvv.fit.likelihood import Likelihood, _jax
 
 DATA = Path(__file__).parent / "data"
@@ -56,8 +56,8 @@ def _mixed_workspace() -> dict:
 def test_value_and_gradient_equal_pyhf(workspace):
     jax = _jax()
     lh = Likelihood.from_workspace(workspace)
-    assert lh.native is not None
-    native = jax.jit(jax.value_and_grad(lh.native))
+    assert lh.native
+    native = jax.jit(jax.value_and_grad(lh.functions.twice_nll))
     pyhf_nll = jax.jit(jax.value_and_grad(lambda p, d: -2.0 * lh.model.logpdf(p, d)[0]))
     rng = np.random.default_rng(11)
     free = ~lh.fixed
@@ -97,9 +97,9 @@ def test_other_models_keep_pyhf():
     spec = _mixed_workspace()
     assert (
         Likelihood.from_workspace(spec, modifier_settings={"normsys": {"interpcode": "code1"}, "histosys": {"interpcode": "code0"}}).native
-        is None
+        is False
     )
     spec["channels"][0]["samples"][1]["modifiers"].append({"name": "unc", "type": "shapesys", "data": [1.0, 1.0, 0.5]})
     lh = Likelihood.from_workspace(spec)
-    assert lh.native is None
-    assert twice_nll_function(lh.model, spec, lh.modifier_settings) is None
+    assert lh.native is False
+    assert model_functions(lh.model, spec, lh.modifier_settings) is None

@@ -14,7 +14,8 @@ The model is pyhf's; its -2 ln L is kvv's own (:mod:`.histfactory`) for the modi
 types kvv's and Belle II's workspaces use, pyhf's JAX ``logpdf`` otherwise. The optimiser
 chain (:mod:`.optimize`, with Newton steps from a nearby minimum's Hessian first where one
 is known) and the CLs and toy code (:mod:`.infer`) are kvv's own, because a fit that
-fails with one optimiser is retried with others and a limit reuses its cached fits.
+fails with one optimiser is retried with others and a limit reuses its cached fits; the
+toys of toy CLs and of the injection study are fitted side by side (:mod:`.batch`).
 ``tests/test_pyhf_parity.py`` checks them against ``pyhf.infer`` on the published
 Belle II likelihood.
 """

@@ -14,7 +14,7 @@ same likelihood as a few dense array operations in JAX:
 with pyhf's parameter order, data order (main bins by channel, then the
 auxiliary data) and constants, so it is a drop-in replacement for pyhf's
 ``logpdf``; ``tests/test_histfactory.py`` checks it against pyhf value by value.
-:func:`twice_nll_function` returns ``None`` for any other model, which then
+:func:`model_functions` returns ``None`` for any other model, which then
 keeps pyhf's ``logpdf``.
 """
 
@@ -143,8 +143,20 @@ def _tensors(model: pyhf.pdf.Model, spec: dict) -> _Tensors | None:
     )
 
 
-def twice_nll_function(model: pyhf.pdf.Model, spec: dict, modifier_settings: dict[str, dict[str, str]]) -> Callable | None:
-    """``(pars, data) -> -2 ln L`` in JAX for a model of the supported modifiers, else ``None``.
+@dataclass(frozen=True)
+class ModelFunctions:
+    """A model's ``-2 ln L`` and its parts as pure JAX functions, for callers that compose them (vmap, Jacobians).
+
+    ``data`` is main + auxiliary data in pyhf's order, ``aux`` the auxiliary part.
+    """
+
+    expected_main: Callable  # pars -> expected counts of the main bins, channels in pyhf's order
+    twice_nll: Callable  # (pars, data) -> -2 ln L
+    twice_constraint_nll: Callable  # (pars, aux) -> the constraint terms of -2 ln L
+
+
+def model_functions(model: pyhf.pdf.Model, spec: dict, modifier_settings: dict[str, dict[str, str]]) -> ModelFunctions | None:
+    """kvv's own functions for a model of the supported modifiers, else ``None``.
 
     ``spec`` is the workspace's specification of the model's channels
     (``workspace`` with the measurement's channels), ``modifier_settings`` the
@@ -163,8 +175,7 @@ def twice_nll_function(model: pyhf.pdf.Model, spec: dict, modifier_settings: dic
     log_norm = float(np.sum(np.log(t.constraint_sigma)) + 0.5 * len(t.constraint_sigma) * math.log(2 * math.pi))
     n_main = t.nominal.shape[1]
 
-    def twice_nll(pars, data):
-        main, aux = data[:n_main], data[n_main:]
+    def expected_main(pars):
         # histosys, code4p: linear outside |alpha| <= 1, a polynomial joining the two slopes inside
         a = pars[t.histosys_par][:, None]
         a2 = a * a
@@ -183,9 +194,16 @@ def twice_nll_function(model: pyhf.pdf.Model, spec: dict, modifier_settings: dic
         rates = rates * jnp.prod(1.0 + (f - 1.0) * t.normfactor_target, axis=0)
         gamma = pars[t.gamma_par][:, None, :]
         rates = rates * jnp.prod(1.0 + (gamma - 1.0) * t.gamma_target, axis=0)
-        expected = jnp.sum(rates, axis=0)
-        poisson = jnp.sum(xlogy(main, expected) - expected - gammaln(main + 1.0))
-        pulls = (aux - pars[t.constrained_par]) / t.constraint_sigma
-        return -2.0 * (poisson - 0.5 * jnp.sum(pulls * pulls) - log_norm)
+        return jnp.sum(rates, axis=0)
 
-    return twice_nll
+    def twice_constraint_nll(pars, aux):
+        pulls = (aux - pars[t.constrained_par]) / t.constraint_sigma
+        return jnp.sum(pulls * pulls) + 2.0 * log_norm
+
+    def twice_nll(pars, data):
+        main, aux = data[:n_main], data[n_main:]
+        expected = expected_main(pars)
+        poisson = jnp.sum(xlogy(main, expected) - expected - gammaln(main + 1.0))
+        return -2.0 * poisson + twice_constraint_nll(pars, aux)
+
+    return ModelFunctions(expected_main, twice_nll, twice_constraint_nll)

@@ -19,9 +19,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .batch import hessian_batch, minimize_batch
 from .infer import covariance
 from .likelihood import Likelihood
-from .optimize import Curvature, minimize
 
 log = logging.getLogger(__name__)
 
@@ -96,25 +96,19 @@ def injection_study(
         for mu_inj in mu_values:
             truth = base.copy()
             truth[poi] = mu_inj
-            mu_hat, sigmas, pulls, failed = [], [], [], 0
-            # toys scatter about the truth: its Asimov Hessian starts each free fit's Newton steps,
-            # and each toy's own Hessian (its Hessian pull needs it anyway) its fixed fit's
-            expected = Curvature.at(lh, truth, lh.expected_data(truth))
-            for _ in range(n_toys):
-                data = lh.toy(truth, rng)
-                free = minimize(lh, data, init=truth, curvature=expected)
-                own = Curvature.at(lh, free.x, data)
-                fixed = minimize(lh, data, init=truth, fixed={poi: mu_inj}, curvature=own)
-                variance = own.covariance()[poi, poi]
-                if not (free.success and fixed.success):
-                    failed += 1
-                    continue
-                # a conditional fit can end a hair below the free one: that toy sits at mu_inj
-                q = max(fixed.fval - free.fval, 0.0)
-                mu_hat.append(free.x[poi])
-                sigmas.append(np.sqrt(variance) if variance > 0 else 0.0)
-                pulls.append(np.sign(free.x[poi] - mu_inj) * np.sqrt(q))
-            summary = _summary(mu_inj, np.asarray(mu_hat), np.asarray(sigmas), np.asarray(pulls), failed)
+            # all toys of one injected value are fitted side by side (:mod:`.batch`)
+            toys = np.asarray([lh.toy(truth, rng) for _ in range(n_toys)]).reshape(n_toys, lh.data.size)
+            free = minimize_batch(lh, toys, init=truth)
+            variance = np.asarray([c.covariance()[poi, poi] for c in hessian_batch(lh, free.x, toys)])
+            fixed = minimize_batch(lh, toys, init=truth, fixed={poi: mu_inj})
+            converged = free.success & fixed.success
+            failed = int((~converged).sum())
+            mu_hat = free.x[converged, poi]
+            # a conditional fit can end a hair below the free one: that toy sits at mu_inj
+            q = np.maximum(fixed.fval - free.fval, 0.0)[converged]
+            sigmas = np.sqrt(np.maximum(variance[converged], 0.0))
+            pulls = np.sign(mu_hat - mu_inj) * np.sqrt(q)
+            summary = _summary(mu_inj, mu_hat, sigmas, pulls, failed)
             log.info(
                 "injection mu=%g: pull mean %.3f +- %.3f, width %.3f +- %.3f, %d failed",
                 mu_inj,

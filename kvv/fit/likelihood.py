@@ -11,13 +11,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyhf
 
-from .histfactory import twice_nll_function
+from .histfactory import ModelFunctions, model_functions
 
 
 class FitError(ValueError):
@@ -90,6 +91,15 @@ def load_workspace(workspace: dict | str | Path) -> pyhf.Workspace:
         raise FitError(f"{source}: invalid workspace ({exc})") from None
 
 
+def _pyhf_functions(model: pyhf.pdf.Model) -> ModelFunctions:
+    """pyhf's ``logpdf`` and its parts, traced with pyhf's JAX backend."""
+    return ModelFunctions(
+        expected_main=lambda pars: model.expected_data(pars, include_auxdata=False),
+        twice_nll=lambda pars, data: -2.0 * model.logpdf(pars, data)[0],
+        twice_constraint_nll=lambda pars, aux: -2.0 * model.constraint_logpdf(aux, pars),
+    )
+
+
 class Likelihood:
     """A pyhf model with its observed data and a jitted ``-2 ln L`` and gradient.
 
@@ -132,15 +142,13 @@ class Likelihood:
             if self.modifier_settings.get(kind, {}).get("interpcode") in kinked.get(kind, ()):
                 self.kinked[config.par_slice(name)] = True
 
+        #: the model's -2 ln L and its parts in JAX: kvv's own (:mod:`.histfactory`) where the model has only
+        #: the modifiers it implements and ``native`` is set, else pyhf's
+        native_functions = model_functions(self.model, dict(workspace), self.modifier_settings) if native else None
+        self.native = native_functions is not None
+        self.functions = native_functions or _pyhf_functions(self.model)
+        twice_nll = self.functions.twice_nll
         model = self.model
-
-        def pyhf_twice_nll(pars, data):
-            return -2.0 * model.logpdf(pars, data)[0]
-
-        #: kvv's own -2 ln L (:mod:`.histfactory`) where the model has only the modifiers it implements and
-        #: ``native`` is set; ``None``: pyhf's ``logpdf``
-        self.native = twice_nll_function(model, dict(workspace), self.modifier_settings) if native else None
-        twice_nll = self.native or pyhf_twice_nll
 
         def expected(pars):
             return model.expected_data(pars, include_auxdata=True)
@@ -148,10 +156,12 @@ class Likelihood:
         def by_sample(pars):
             return model.main_model.expected_data(pars, return_by_sample=True)
 
-        self._value_and_grad = jax.jit(jax.value_and_grad(twice_nll))
-        self._value = jax.jit(twice_nll)
-        self._expected = jax.jit(expected)
-        self._by_sample = jax.jit(by_sample)
+        self._jitted: dict[str, Callable] = {
+            "value_and_grad": jax.jit(jax.value_and_grad(twice_nll)),
+            "value": jax.jit(twice_nll),
+            "expected": jax.jit(expected),
+            "by_sample": jax.jit(by_sample),
+        }
         self._traced: set[str] = set()
 
     def _call(self, name: str, *args: np.ndarray):
@@ -161,7 +171,7 @@ class Likelihood:
         is done only for tracing; later calls with same-shaped float64 inputs
         reuse the compiled function and never touch pyhf.
         """
-        fn = getattr(self, name)
+        fn = self._jitted[name]
         args = tuple(np.asarray(a, dtype=float) for a in args)
         if name in self._traced:
             return fn(*args)
@@ -169,6 +179,17 @@ class Likelihood:
             out = fn(*args)
         self._traced.add(name)
         return out
+
+    def compiled(self, name: str, build: Callable[[ModelFunctions], Callable]) -> Callable[..., Any]:
+        """``jax.jit(build(self.functions))``, built on first use and kept under ``name``.
+
+        ``build`` composes the model's JAX functions into what a caller needs
+        compiled (e.g. a ``jax.vmap`` over toys); the returned function takes
+        NumPy arrays like the others.
+        """
+        if name not in self._jitted:
+            self._jitted[name] = _jax().jit(build(self.functions))
+        return lambda *args: self._call(name, *args)
 
     @classmethod
     def from_workspace(
@@ -193,11 +214,11 @@ class Likelihood:
 
     def twice_nll(self, pars: np.ndarray, data: np.ndarray | None = None) -> float:
         """``-2 ln L(pars | data)``."""
-        return float(self._call("_value", pars, self._data(data)))
+        return float(self._call("value", pars, self._data(data)))
 
     def value_and_grad(self, pars: np.ndarray, data: np.ndarray | None = None) -> tuple[float, np.ndarray]:
         """``-2 ln L`` and its analytic gradient."""
-        value, grad = self._call("_value_and_grad", pars, self._data(data))
+        value, grad = self._call("value_and_grad", pars, self._data(data))
         return float(value), np.asarray(grad)
 
     def hessian(self, pars: np.ndarray, data: np.ndarray | None = None, free: np.ndarray | None = None) -> np.ndarray:
@@ -220,11 +241,11 @@ class Likelihood:
 
     def expected_data(self, pars: np.ndarray) -> np.ndarray:
         """Expected main + auxiliary data: an Asimov data set for ``pars``."""
-        return np.asarray(self._call("_expected", pars))
+        return np.asarray(self._call("expected", pars))
 
     def expected_by_sample(self, pars: np.ndarray) -> np.ndarray:
         """Expected main-model yields, shape (n_samples, n_bins), samples in ``model.config.samples`` order."""
-        return np.asarray(self._call("_by_sample", pars))
+        return np.asarray(self._call("by_sample", pars))
 
     def toy(self, pars: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """A pseudo-experiment: Poisson main data and fluctuated auxiliary data around ``pars``."""
