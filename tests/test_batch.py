@@ -57,13 +57,14 @@ def test_batch_minima_equal_the_chain(default_lh, fixed_mu):
 
 
 def test_batch_answers_do_not_depend_on_the_lanes(default_lh):
-    """A toy's fit is the same whichever toys share its call and in which lane it runs."""
+    """A toy's fit is the same whichever toys share its calls and in which lane it runs."""
     lh = default_lh
     truth, toys = _toys(lh, 1.0, 40, seed=8)
     together = minimize_batch(lh, toys, init=truth)
     alone = minimize_batch(lh, toys[17:23][::-1], init=truth)
-    np.testing.assert_allclose(alone.x, together.x[17:23][::-1], rtol=0, atol=1e-12)
-    np.testing.assert_allclose(alone.fval, together.fval[17:23][::-1], rtol=0, atol=1e-12)
+    # to rounding: the last few toys run in narrower calls, whose vectorised arithmetic can round differently
+    np.testing.assert_allclose(alone.x, together.x[17:23][::-1], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(alone.fval, together.fval[17:23][::-1], rtol=1e-13, atol=0)
 
 
 def test_unconverged_toys_are_refitted(monkeypatch):

@@ -22,7 +22,7 @@ modifiers (which need several starts), are fitted one by one with
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -38,6 +38,8 @@ FISHER_HALVINGS = 25
 FISHER_LANES = 64
 #: steps of each lane per call: converged lanes then take the next toys, so that a slow toy holds up few others
 FISHER_ROUND_STEPS = 8
+#: lanes of the calls that finish the last few toys, once no toy waits: a 64-lane call costs ~8 of these
+FISHER_TAIL_LANES = 8
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,15 @@ class _Lanes:
     def done(self) -> np.ndarray:
         # a NaN distance (information not positive definite) ends a lane as well
         return ~(self.edm >= NEWTON_EDM) | (self.steps >= FISHER_MAX_STEPS) | (self.scale < 0.5**FISHER_HALVINGS)
+
+    def narrowed(self, width: int) -> _Lanes:
+        """The busy lanes (at least one, at most ``width``) moved into ``width`` lanes, the others idle."""
+        busy = np.flatnonzero(self.toy >= 0)
+        rows = np.concatenate([busy, np.full(width - busy.size, busy[0])])
+        lanes = _Lanes(**{f.name: getattr(self, f.name)[rows] for f in fields(self)})
+        lanes.toy[busy.size :] = -1
+        lanes.steps[busy.size :] = FISHER_MAX_STEPS
+        return lanes
 
 
 def _fisher_scoring(functions: ModelFunctions, n_main: int) -> tuple[Callable, Callable]:
@@ -182,6 +193,9 @@ def _iterate_toys(lh: Likelihood, starts: np.ndarray, data: np.ndarray, free: np
         converged[toys] = lanes.edm[finished] < NEWTON_EDM
         lanes.toy[finished] = -1
         lanes.steps[finished] = FISHER_MAX_STEPS
+        busy = int((lanes.toy >= 0).sum())
+        if queued == n and 0 < busy <= FISHER_TAIL_LANES < len(lanes.toy):
+            lanes = lanes.narrowed(FISHER_TAIL_LANES)
 
 
 def minimize_batch(lh: Likelihood, data: np.ndarray, *, init: np.ndarray, fixed: dict[int, float] | None = None) -> BatchFit:

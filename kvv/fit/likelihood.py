@@ -162,7 +162,7 @@ class Likelihood:
             "expected": jax.jit(expected),
             "by_sample": jax.jit(by_sample),
         }
-        self._traced: set[str] = set()
+        self._traced: set[tuple] = set()
 
     def _call(self, name: str, *args: np.ndarray):
         """Call a jitted function; the first call traces pyhf's model, which needs pyhf's JAX backend.
@@ -173,11 +173,12 @@ class Likelihood:
         """
         fn = self._jitted[name]
         args = tuple(np.asarray(a, dtype=float) for a in args)
-        if name in self._traced:
+        key = (name, *(a.shape for a in args))  # JAX traces again for new shapes
+        if key in self._traced:
             return fn(*args)
         with jax_backend():
             out = fn(*args)
-        self._traced.add(name)
+        self._traced.add(key)
         return out
 
     def compiled(self, name: str, build: Callable[[ModelFunctions], Callable]) -> Callable[..., Any]:
