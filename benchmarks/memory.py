@@ -74,7 +74,9 @@ def child(config: str, sample: str, chunksize: int, n_chunks: int) -> dict:
     runner = processor.Runner(
         executor=processor.IterativeExecutor(status=False), schema=chain.Belle2Schema, chunksize=chunksize, maxchunks=n_chunks
     )
-    out = runner(fileset, KnunuProcessor(cfg, model_dir=model_dir), treename="events", uproot_options=inputs.uproot_options([sample]))
+    out = runner(
+        fileset, KnunuProcessor(cfg, model_dir=model_dir), treename="events", uproot_options=inputs.runner_uproot_options([sample])
+    )
     stop.set()
     sampler.join()
     mb = 1024.0**2

@@ -115,7 +115,7 @@ def run_processor(
         with report_context:
             paths = [path for sample in fileset.values() for path in sample["files"]]
             # each file names its tree (inputs.tree_of)
-            output, metrics = runner(fileset, proc, uproot_options=inputs.uproot_options(paths))
+            output, metrics = runner(fileset, proc, uproot_options=inputs.runner_uproot_options(paths))
     except Exception as exc:
         # a bad input found while processing comes back wrapped by the executor: report its own line
         cause: BaseException | None = exc

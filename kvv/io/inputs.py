@@ -148,21 +148,26 @@ class SampleInputs:
 
 
 def uproot_options(paths: Iterable[str]) -> dict:
-    """Options for uproot to read ``paths``: no array cache, and memory-mapped when all are local files.
+    """Options for uproot to read ``paths``: memory-mapped when all are local files.
+
+    uproot's default source for local paths goes through fsspec's asyncio thread;
+    a memory map reads without that hand-off, ~45 ms less per 2 000-event chunk of
+    kvv's processor (benchmarks/chunk_cost.py). Remote URLs keep uproot's default.
+    """
+    return {"handler": uproot.MemmapSource} if all("://" not in str(p) for p in paths) else {}
+
+
+def runner_uproot_options(paths: Iterable[str]) -> dict:
+    """:func:`uproot_options` for coffea's ``Runner``, which also needs uproot's array cache turned off.
 
     Each chunk opens its file anew, and uproot's TTree objects form reference
-    cycles, so a file's array cache (100 MB by default) outlives its chunk until
-    a full garbage collection: a worker's peak RSS grew by ~100 MB a chunk
-    (benchmarks/memory.py); kvv reads each branch of a chunk once and has no use
-    for the cache. uproot's default source for local paths goes through fsspec's
-    asyncio thread; a memory map reads without that hand-off, ~45 ms less per
-    2 000-event chunk of kvv's processor (benchmarks/chunk_cost.py). Remote URLs
-    keep uproot's default source.
+    cycles, so a file's array cache (100 MB by default) outlived its chunk until a
+    full garbage collection: a worker's peak RSS grew by ~100 MB a chunk
+    (benchmarks/memory.py). kvv reads each branch of a chunk once and has no use
+    for the cache. (``NanoEventsFactory.from_root`` turns it off itself and
+    refuses the option.)
     """
-    options: dict = {"array_cache": None}
-    if all("://" not in str(p) for p in paths):
-        options["handler"] = uproot.MemmapSource
-    return options
+    return {**uproot_options(paths), "array_cache": None}
 
 
 def inspect_file(path: str, tree: str, branches: Iterable[str], check: Callable[[], int] | None = None) -> InputFile:
