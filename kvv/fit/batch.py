@@ -27,7 +27,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from .histfactory import ModelFunctions
-from .likelihood import Likelihood
+from .likelihood import Likelihood, hessian_steps
 from .optimize import GRADIENT_TOLERANCE, NEWTON_EDM, Curvature, minimize
 
 #: steps, rejected halvings included, before a toy's iteration counts as unconverged
@@ -242,7 +242,7 @@ def hessian_batch(lh: Likelihood, pars: np.ndarray, data: np.ndarray, free: np.n
     n, k = len(pars), len(index)
     if n == 0:
         return []
-    steps = 1e-5 * np.maximum(1.0, np.abs(pars[:, index]))  # (n, k)
+    steps = hessian_steps(pars[:, index])  # (n, k)
     points = np.repeat(pars[:, None, :], k + 1, axis=1)  # (n, k + 1, npars): the point, then one shift per parameter
     points[:, 1 + np.arange(k), index] += steps
     value_and_grad = lh.compiled("batch_value_and_grad", lambda f: jax.vmap(jax.value_and_grad(f.twice_nll)))

@@ -321,7 +321,7 @@ def toy_cls(lh: Likelihood, mu: float, data: np.ndarray | None = None, *, n_toys
     p_tail, p_err, failed = {}, {}, 0
     for name, poi in (("splusb", mu), ("b", 0.0)):
         centre = minimize(lh, data, init=fit.x, fixed={lh.poi_index: poi}, curvature=curvature).x
-        toys = np.asarray([lh.toy(centre, rng) for _ in range(n_toys)]).reshape(n_toys, lh.data.size)
+        toys = lh.toys(centre, rng, n_toys)
         free = minimize_batch(lh, toys, init=centre)
         q = np.zeros(n_toys)
         below = free.x[:, lh.poi_index] <= mu  # one-sided: q = 0 above mu

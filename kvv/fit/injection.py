@@ -97,7 +97,7 @@ def injection_study(
             truth = base.copy()
             truth[poi] = mu_inj
             # all toys of one injected value are fitted side by side (:mod:`.batch`)
-            toys = np.asarray([lh.toy(truth, rng) for _ in range(n_toys)]).reshape(n_toys, lh.data.size)
+            toys = lh.toys(truth, rng, n_toys)
             free = minimize_batch(lh, toys, init=truth)
             variance = np.asarray([c.covariance()[poi, poi] for c in hessian_batch(lh, free.x, toys)])
             fixed = minimize_batch(lh, toys, init=truth, fixed={poi: mu_inj})

@@ -100,6 +100,11 @@ def _pyhf_functions(model: pyhf.pdf.Model) -> ModelFunctions:
     )
 
 
+def hessian_steps(pars: np.ndarray) -> np.ndarray:
+    """Forward-difference steps of the Hessian of ``-2 ln L``: relative for large parameters, 1e-5 below 1."""
+    return 1e-5 * np.maximum(1.0, np.abs(pars))
+
+
 class Likelihood:
     """A pyhf model with its observed data and a jitted ``-2 ln L`` and gradient.
 
@@ -231,7 +236,7 @@ class Likelihood:
         """
         pars = np.asarray(pars, float)
         free_idx = np.flatnonzero(~self.fixed if free is None else free)
-        steps = 1e-5 * np.maximum(1.0, np.abs(pars))
+        steps = hessian_steps(pars)
         g0 = self.value_and_grad(pars, data)[1][free_idx]
         hess = np.zeros((len(free_idx), len(free_idx)))
         for row, i in enumerate(free_idx):
@@ -247,6 +252,10 @@ class Likelihood:
     def expected_by_sample(self, pars: np.ndarray) -> np.ndarray:
         """Expected main-model yields, shape (n_samples, n_bins), samples in ``model.config.samples`` order."""
         return np.asarray(self._call("by_sample", pars))
+
+    def toys(self, pars: np.ndarray, rng: np.random.Generator, n: int) -> np.ndarray:
+        """``n`` pseudo-experiments of :meth:`toy`, one per row (n, ndata), drawn in turn from ``rng``."""
+        return np.asarray([self.toy(pars, rng) for _ in range(n)]).reshape(n, self.data.size)
 
     def toy(self, pars: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """A pseudo-experiment: Poisson main data and fluctuated auxiliary data around ``pars``."""
