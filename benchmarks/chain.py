@@ -194,12 +194,12 @@ def load_events(chunk: Chunk) -> ak.Array:
 # Library calls of the processor, by stage. Timing wraps them where the processor
 # looks them up (module attributes), so the real processor runs unchanged.
 STAGE_CALLS: dict[str, tuple[tuple[object, str], ...]] = {
-    "cleanup": ((selection, "track_mask"), (selection, "photon_mask"), (selection, "track_columns"),
-                (selection, "photon_columns"), (knunu, "_truth")),
+    "cleanup": ((inputs, "nonfinite_events"), (selection, "track_keep"), (selection, "photon_keep"),
+                (selection, "track_columns"), (selection, "photon_columns"), (knunu, "_truth")),
     "kinematics + features": ((features, "event_features"),),
     "selection": ((selection, "preselection_steps"), (selection, "cutflow_row"), (selection, "interval_mask")),
-    "BDT scoring": ((bdt, "load_models_cached"), (bdt, "score_chunk")),
-    "histogram filling": ((histograms, "book"), (histograms, "fill_template")),
+    "BDT scoring": ((bdt, "score_tables"),),
+    "histogram filling": ((histograms, "book"), (histograms, "fill_templates")),
 }  # fmt: skip
 
 

@@ -314,6 +314,6 @@ def fill(cfg: AnalysisConfig, sample: Sample, columns: dict[str, np.ndarray], we
             continue
         mask = selection.interval_mask(columns, region.cuts)
         in_region = {a.variable: columns[a.variable][mask] for a in region.axes}
-        for variation, w in variations.items():
-            histograms.fill_template(booked["templates"][region.name], region, sample.name, variation, in_region, w[mask], scale)
+        in_weights = {variation: w[mask] for variation, w in variations.items()}
+        histograms.fill_templates(booked["templates"][region.name], region, sample.name, in_weights, in_region, scale)
     return {"templates": booked["templates"], "controls": booked["controls"]}

@@ -22,7 +22,7 @@ import numpy as np
 import uproot
 from coffea.nanoevents import NanoEventsFactory
 
-from kvv import eventformat, systematics
+from kvv import eventformat, selection, systematics
 from kvv.config import AnalysisConfig, load_config
 from kvv.config.inputs import EventBasedInput
 from kvv.eventformat import Process
@@ -138,7 +138,7 @@ def ntuple_from_kvv(cfg: AnalysisConfig, src: str, dst: str, names: Mapping[str,
     events = NanoEventsFactory.from_root({src: eventformat.TREE_NAME}, schemaclass=Belle2Schema, mode="eager").events()
     proc = KnunuProcessor(cfg)
     tracks, photons, truth = proc.clean_objects(events)
-    columns = proc.event_columns(events, tracks, photons, truth)
+    columns = proc.event_columns(selection.beam_columns(events), tracks, photons, truth)
     columns.update(systematics.kaon_pid_inputs(tracks, columns["kaon_index"], truth["track_mcPDG"]))
     counts = np.diff(tracks.offsets)
     index = ak.local_index(ak.unflatten(np.zeros(int(counts.sum())), counts))

@@ -108,6 +108,34 @@ class SumHistogram:
 
     def fill(self, dataset: str, *, weight: np.ndarray | None = None, scale: float = 1.0, **values: np.ndarray | str) -> None:
         """Add events of sample ``dataset`` (unit weights without ``weight``); ``scale``: the sample's per-event weight."""
+        index, keep = self._positions(values)
+        w = np.ones(len(keep)) if weight is None else np.asarray(weight, dtype=np.float64)
+        self._add(dataset, index[keep], w[keep], scale)
+
+    def fill_categories(
+        self, dataset: str, axis: str, weights: Mapping[str, np.ndarray], *, scale: float = 1.0, **values: np.ndarray
+    ) -> None:
+        """:meth:`fill` the same events once per category of the category axis ``axis``, with the weights ``weights[category]``.
+
+        The variations of a template share their events and differ in weights
+        only: their bin positions are found once and added in one pass.
+        """
+        if not weights:
+            return
+        names = [a.name for a in self.axes[1:]]
+        k = names.index(axis)
+        stride = math.prod(self.shape[k + 1 :])
+        first, *_ = weights
+        index, keep = self._positions({**values, axis: first})
+        index = index[keep]
+        base = self.axes[k + 1].index(first)  # KeyError for a category the axis was not booked with
+        shifts = [(self.axes[k + 1].index(c) - base) * stride for c in weights]
+        flat_index = np.concatenate([index + shift for shift in shifts])
+        flat_weights = np.concatenate([np.asarray(w, dtype=np.float64)[keep] for w in weights.values()])
+        self._add(dataset, flat_index, flat_weights, scale)
+
+    def _positions(self, values: Mapping[str, np.ndarray | str]) -> tuple[np.ndarray, np.ndarray]:
+        """Each event's flat bin index over the axes after the sample axis, and whether ``Hist.fill`` keeps it."""
         n = next(len(v) for v in values.values() if not isinstance(v, str))
         index = np.zeros(n, dtype=np.int64)
         keep = np.ones(n, dtype=bool)
@@ -115,12 +143,14 @@ class SumHistogram:
             position, kept = _flow_positions(axis, values[axis.name])
             index = index * extent + position
             keep &= kept
-        w = np.ones(n) if weight is None else np.asarray(weight, dtype=np.float64)
+        return index, keep
+
+    def _add(self, dataset: str, index: np.ndarray, w: np.ndarray, scale: float) -> None:
+        """Add the weights ``w`` at the flat bins ``index`` of sample ``dataset``."""
         unit = weight_unit(scale)
-        if n and not np.abs(w).max() <= MAX_RELATIVE_WEIGHT * unit * 2.0**W_BITS:
+        if len(w) and not np.abs(w).max() <= MAX_RELATIVE_WEIGHT * unit * 2.0**W_BITS:
             raise ValueError(f"sample {dataset}: weights up to {np.abs(w).max():g} are more than 2**15 times its scale {scale:g}")
         sumw, sumw2 = self._sums(dataset, unit)
-        index, w = index[keep], w[keep]
         sumw.add_at(index, np.rint(w / unit), f"sample {dataset}")
         sumw2.add_at(index, np.rint(w * w / _unit2(unit)), f"sample {dataset}")
 
@@ -273,21 +303,20 @@ def book(cfg: AnalysisConfig) -> dict[str, dict[str, SumHistogram]]:
     }
 
 
-def fill_template(
+def fill_templates(
     h: SumHistogram,
     region: Region,
     sample: str,
-    variation: str,
+    weights: Mapping[str, np.ndarray],
     columns: Mapping[str, np.ndarray],
-    weights: np.ndarray,
     scale: float,
 ) -> None:
-    """Fill one region's template with the events given (already selected); ``scale``: the sample's per-event weight.
+    """Fill one region's template with the events given (already selected), once per variation: ``weights[variation]``.
 
-    The fit axes have no flow bins, so their last edge is closed: a BDT2 score of
-    exactly 1.0 (float32) is in the last bin.
+    ``scale``: the sample's per-event weight. The fit axes have no flow bins, so
+    their last edge is closed: a BDT2 score of exactly 1.0 (float32) is in the last bin.
     """
-    h.fill(sample, variation=variation, **{a.variable: columns[a.variable] for a in region.axes}, weight=weights, scale=scale)
+    h.fill_categories(sample, "variation", weights, **{a.variable: columns[a.variable] for a in region.axes}, scale=scale)
 
 
 def templates_for_fit(

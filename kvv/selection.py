@@ -37,14 +37,14 @@ def track_keep(tracks: ak.Array, cuts: TrackCleanup) -> tuple[np.ndarray, np.nda
         & (np.abs(dz) < cuts.dz_max)
         & (energy < cuts.energy_max)
     )
-    return inputs.event_offsets(tracks.px), keep
+    return inputs.event_offsets(tracks["px"]), keep
 
 
 def photon_keep(photons: ak.Array, cuts: PhotonCleanup) -> tuple[np.ndarray, np.ndarray]:
     """Good photons: energy window and CDC acceptance; the event offsets and a flat keep mask."""
-    energy, theta = inputs.flat_values(photons.E, dtype=None), inputs.flat_values(photons.theta, dtype=None)
+    energy, theta = inputs.flat_values(photons["E"], dtype=None), inputs.flat_values(photons["theta"], dtype=None)
     keep = (energy > cuts.energy_min) & (energy < cuts.energy_max) & (theta > cuts.theta_min) & (theta < cuts.theta_max)
-    return inputs.event_offsets(photons.E), keep
+    return inputs.event_offsets(photons["E"]), keep
 
 
 def track_mask(tracks: ak.Array, cuts: TrackCleanup) -> ak.Array:
@@ -66,39 +66,39 @@ def _kept(values: ak.Array, keep: np.ndarray | None, dtype: type) -> np.ndarray:
 
 def track_columns(tracks: ak.Array, keep: np.ndarray | None = None) -> TrackColumns:
     """A jagged track collection (its tracks that the flat mask ``keep`` marks) as kernel input."""
-    offsets = inputs.event_offsets(tracks.px)
+    offsets = inputs.event_offsets(tracks["px"])
     return TrackColumns(
         offsets=offsets if keep is None else inputs.kept_offsets(offsets, keep),
-        px=_kept(tracks.px, keep, np.float64),
-        py=_kept(tracks.py, keep, np.float64),
-        pz=_kept(tracks.pz, keep, np.float64),
-        charge=_kept(tracks.charge, keep, np.int32),
-        dr=_kept(tracks.dr, keep, np.float64),
-        dz=_kept(tracks.dz, keep, np.float64),
-        n_pxd_hits=_kept(tracks.nPXDHits, keep, np.int32),
-        kaon_id=_kept(tracks.kaonID, keep, np.float64),
-        pion_id=_kept(tracks.pionID, keep, np.float64),
+        px=_kept(tracks["px"], keep, np.float64),
+        py=_kept(tracks["py"], keep, np.float64),
+        pz=_kept(tracks["pz"], keep, np.float64),
+        charge=_kept(tracks["charge"], keep, np.int32),
+        dr=_kept(tracks["dr"], keep, np.float64),
+        dz=_kept(tracks["dz"], keep, np.float64),
+        n_pxd_hits=_kept(tracks["nPXDHits"], keep, np.int32),
+        kaon_id=_kept(tracks["kaonID"], keep, np.float64),
+        pion_id=_kept(tracks["pionID"], keep, np.float64),
     )
 
 
 def photon_columns(photons: ak.Array, keep: np.ndarray | None = None) -> PhotonColumns:
     """A jagged photon collection (its photons that the flat mask ``keep`` marks) as kernel input."""
-    offsets = inputs.event_offsets(photons.E)
+    offsets = inputs.event_offsets(photons["E"])
     return PhotonColumns(
         offsets=offsets if keep is None else inputs.kept_offsets(offsets, keep),
-        energy=_kept(photons.E, keep, np.float64),
-        theta=_kept(photons.theta, keep, np.float64),
-        phi=_kept(photons.phi, keep, np.float64),
+        energy=_kept(photons["E"], keep, np.float64),
+        theta=_kept(photons["theta"], keep, np.float64),
+        phi=_kept(photons["phi"], keep, np.float64),
     )
 
 
 def beam_columns(events: ak.Array) -> BeamColumns:
     """Per-event beam four-momentum (basf2 beamE, beamPx, beamPy, beamPz)."""
     return BeamColumns(
-        energy=np.asarray(ak.to_numpy(events.beamE), dtype=np.float64),
-        px=np.asarray(ak.to_numpy(events.beamPx), dtype=np.float64),
-        py=np.asarray(ak.to_numpy(events.beamPy), dtype=np.float64),
-        pz=np.asarray(ak.to_numpy(events.beamPz), dtype=np.float64),
+        energy=np.asarray(ak.to_numpy(events["beamE"]), dtype=np.float64),
+        px=np.asarray(ak.to_numpy(events["beamPx"]), dtype=np.float64),
+        py=np.asarray(ak.to_numpy(events["beamPy"]), dtype=np.float64),
+        pz=np.asarray(ak.to_numpy(events["beamPz"]), dtype=np.float64),
     )
 
 

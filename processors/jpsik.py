@@ -20,7 +20,7 @@ from kvv import histograms, jpsik, selection
 from kvv.config import AnalysisConfig
 from kvv.config.analysis import JpsiKValidation
 from kvv.io import inputs
-from processors.knunu import KnunuProcessor, keep_track_truth, with_finite_row
+from processors.knunu import EventRecord, KnunuProcessor, keep_track_truth, with_finite_row
 
 SCORES = ("bdt1", "bdt2")
 
@@ -59,15 +59,14 @@ class JpsiKProcessor(KnunuProcessor):
         tracks, photons, truth = self.clean_objects(events)
         track_mask = selection.track_mask(events.Tracks, cfg.cleanup.tracks)
         muon_id = np.asarray(ak.to_numpy(ak.flatten(events.Tracks.muonID[track_mask])), dtype=np.float64)
-        beam = selection.beam_columns(events)
-        candidates = jpsik.reconstruct_jpsik(tracks, muon_id, beam, validation.candidates)
+        record = EventRecord.of(events, event_number)
+        candidates = jpsik.reconstruct_jpsik(tracks, muon_id, record.beam, validation.candidates)
         has_b = candidates["has_b"]
 
-        experiment, run = (np.asarray(ak.to_numpy(events[name])) for name in ("__experiment__", "__run__"))
-        ids = jpsik.event_id(experiment, run, event_number)
+        ids = jpsik.event_id(record.ids["__experiment__"], record.ids["__run__"], event_number)
         proxy, _, kept = jpsik.signal_proxy(tracks, candidates, ids, validation.seed)
         proxy_truth = keep_track_truth(truth, kept)
-        columns, passed, _ = self._select(events, proxy, photons, proxy_truth, event_number, ones)
+        columns, passed, _ = self._select(record, proxy, photons, proxy_truth, ones)
         self._score([columns])
 
         scores = {}

@@ -22,7 +22,7 @@ from kvv import bdt, features, histograms, selection
 from kvv import systematics as sy
 from kvv.config import AnalysisConfig, Region, Sample
 from kvv.io import basf2, inputs
-from kvv.physics.columns import PhotonColumns, TrackColumns
+from kvv.physics.columns import BeamColumns, PhotonColumns, TrackColumns
 
 MC_EVENT_BRANCHES = ("mcB1Mode", "mcB2Mode", "mcq2")
 TRACK_TRUTH = {"track_mcPDG": "mcPDG", "track_mcMotherPDG": "mcMotherPDG"}  # truth key -> Tracks field
@@ -36,10 +36,23 @@ SCORE_BATCH_EVENTS = 50_000
 
 
 @dataclass
+class EventRecord:
+    """What a chunk's events carry besides their objects, read once per chunk: the beam and the event identifiers."""
+
+    beam: BeamColumns
+    ids: dict[str, np.ndarray]  # __experiment__, __run__, __event__ (int64)
+
+    @classmethod
+    def of(cls, events: ak.Array, event_number: np.ndarray) -> EventRecord:
+        ids = {name: np.asarray(ak.to_numpy(events[name]), dtype=np.int64) for name in ("__experiment__", "__run__")}
+        return cls(selection.beam_columns(events), {**ids, "__event__": event_number})
+
+
+@dataclass
 class _Chunk:
     """A chunk of events after the cleanup, the kernels and the preselection."""
 
-    events: ak.Array
+    record: EventRecord
     event_number: np.ndarray
     finite: np.ndarray  # per entry read: no NaN or infinity in its inputs
     weights: np.ndarray  # per finite event: the sample's normalisation
@@ -103,9 +116,8 @@ class KnunuProcessor(processor.ProcessorABC):
                 if variation is None:
                     out.update(self._fill(meta, sample, columns, chunk.weights[passed], chunk.cutflow, chunk.entries))
                 else:
-                    self._fill_templates(
-                        out, sample, variation, columns, self._template_weights(sample, columns, chunk.weights[passed]), scale
-                    )
+                    weights = self._template_weights(sample, columns, chunk.weights[passed])
+                    self._fill_templates(out, sample, {variation: weights}, columns, scale)
             pending.clear()
 
         shifts = [] if self.table_dir is not None else sy.object_shifts(cfg.systematics)
@@ -121,8 +133,7 @@ class KnunuProcessor(processor.ProcessorABC):
             out["generated"]["q2_gen"].fill(sample.name, q2_gen=chunk.truth["mcq2"], weight=chunk.weights, scale=scale)
         if sample.is_data:  # data are what they are: every object variation sees the nominal
             weights = self._template_weights(sample, chunk.columns, chunk.weights[chunk.passed])
-            for shift in shifts:
-                self._fill_templates(out, sample, shift.name, chunk.columns, weights, scale)
+            self._fill_templates(out, sample, dict.fromkeys((shift.name for shift in shifts), weights), chunk.columns, scale)
         return out
 
     def preselected(self, events: ak.Array, metadata: dict | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -149,9 +160,10 @@ class KnunuProcessor(processor.ProcessorABC):
             events, event_number = events[finite], event_number[finite]
         weights = np.full(len(events), float(meta["weight"]))
         tracks, photons, truth = self.clean_objects(events)
-        columns, passed, cutflow = self._select(events, tracks, photons, truth, event_number, weights)
+        record = EventRecord.of(events, event_number)
+        columns, passed, cutflow = self._select(record, tracks, photons, truth, weights)
         return _Chunk(
-            events, event_number, finite, weights, tracks, photons, truth, columns, passed,
+            record, event_number, finite, weights, tracks, photons, truth, columns, passed,
             with_finite_row(cutflow, finite, self.drop_nonfinite), n_read,
         )  # fmt: skip
 
@@ -183,8 +195,7 @@ class KnunuProcessor(processor.ProcessorABC):
         booked = histograms.book(self.cfg)
         varied = self._variation_weights(sample, columns, selected_weights)
         self._fill_controls(booked, sample, columns, varied[histograms.NOMINAL], float(meta["weight"]))
-        for variation, w in varied.items():
-            self._fill_templates(booked, sample, variation, columns, w, float(meta["weight"]))
+        self._fill_templates(booked, sample, varied, columns, float(meta["weight"]))
         if self._is_signal_mc(sample):
             self._fill_densities(booked, sample, columns, varied[histograms.NOMINAL], float(meta["weight"]))
         out.update(booked)
@@ -227,8 +238,8 @@ class KnunuProcessor(processor.ProcessorABC):
         out["nonfinite"] = {sample.name: {meta["filename"]: int((~finite).sum())}}
         if self.table_dir is None:
             nominal = self._template_weights(sample, selected, weights[passed])
-            for shift in sy.object_shifts(cfg.systematics):
-                self._fill_templates(out, sample, shift.name, selected, nominal, float(meta["weight"]))
+            shifts = sy.object_shifts(cfg.systematics)
+            self._fill_templates(out, sample, dict.fromkeys((shift.name for shift in shifts), nominal), selected, float(meta["weight"]))
         return out
 
     def _nonfinite_read(self, columns: dict[str, np.ndarray], names: dict[str, str]) -> dict[str, np.ndarray]:
@@ -249,20 +260,20 @@ class KnunuProcessor(processor.ProcessorABC):
 
     def clean_objects(self, events: ak.Array) -> tuple[TrackColumns, PhotonColumns, dict[str, np.ndarray]]:
         """Tracks and photons after the cleanup, with the MC truth aligned to them."""
-        track_keep = selection.track_keep(events.Tracks, self.cfg.cleanup.tracks)[1]
-        photon_keep = selection.photon_keep(events.Photons, self.cfg.cleanup.photons)[1]
-        tracks = selection.track_columns(events.Tracks, track_keep)
-        photons = selection.photon_columns(events.Photons, photon_keep)
+        track_keep = selection.track_keep(events["Tracks"], self.cfg.cleanup.tracks)[1]
+        photon_keep = selection.photon_keep(events["Photons"], self.cfg.cleanup.photons)[1]
+        tracks = selection.track_columns(events["Tracks"], track_keep)
+        photons = selection.photon_columns(events["Photons"], photon_keep)
         return tracks, photons, _truth(events, track_keep, photon_keep, len(events))
 
-    def _select(self, events, tracks: TrackColumns, photons: PhotonColumns, truth: dict, event_number, weights):
-        """Features of the events passing the preselection, with BDT scores; and the cutflow."""
+    def _select(
+        self, record: EventRecord, tracks: TrackColumns, photons: PhotonColumns, truth: dict, weights: np.ndarray
+    ) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, int]]:
+        """Features of the events passing the preselection (unscored), the preselection mask and the cutflow."""
         cfg = self.cfg
-        columns = self.event_columns(events, tracks, photons, truth)
-        columns["__event__"] = event_number
-        # with the event number, the training tables' canonical row order (see kvv.run.read_tables)
-        for name in ("__experiment__", "__run__"):
-            columns[name] = np.asarray(ak.to_numpy(events[name]), dtype=np.int64)
+        columns = self.event_columns(record.beam, tracks, photons, truth)
+        # the event identifiers: the training tables' canonical row order (see kvv.run.read_tables)
+        columns.update(record.ids)
         columns.update({name: truth[name] for name in MC_EVENT_BRANCHES})
         if cfg.systematics.kaon_pid:
             columns.update(sy.kaon_pid_inputs(tracks, columns["kaon_index"], truth["track_mcPDG"]))
@@ -288,12 +299,12 @@ class KnunuProcessor(processor.ProcessorABC):
         for table, scores in zip(tables, bdt.score_tables(self.cfg.bdt, self.model_dir, tables), strict=True):
             table.update(scores)
 
-    def event_columns(self, events: ak.Array, tracks: TrackColumns, photons: PhotonColumns, truth: dict) -> dict[str, np.ndarray]:
+    def event_columns(self, beam: BeamColumns, tracks: TrackColumns, photons: PhotonColumns, truth: dict) -> dict[str, np.ndarray]:
         """Per-event columns of the signal candidate, its ROE and the event shape (``truth``: see :meth:`clean_objects`)."""
         return features.event_features(
             tracks,
             photons,
-            selection.beam_columns(events),
+            beam,
             min_pxd_hits=self.cfg.kaon.min_pxd_hits,
             kaon_id_cut=self.cfg.kaon.kaon_id_cut,
             preselection=self.cfg.preselection,
@@ -305,7 +316,7 @@ class KnunuProcessor(processor.ProcessorABC):
         varied_truth = chunk.truth
         if isinstance(shift.variation, sy.TrackingEfficiencyVariation):
             varied_truth = keep_track_truth(chunk.truth, sy.track_keep_mask(shift.variation, chunk.tracks, chunk.event_number))
-        columns, passed, _ = self._select(chunk.events, varied_tracks, varied_photons, varied_truth, chunk.event_number, chunk.weights)
+        columns, passed, _ = self._select(chunk.record, varied_tracks, varied_photons, varied_truth, chunk.weights)
         return columns, passed
 
     def _template_weights(self, sample: Sample, columns: dict[str, np.ndarray], weights: np.ndarray) -> np.ndarray:
@@ -354,10 +365,12 @@ class KnunuProcessor(processor.ProcessorABC):
             )
 
     def _fill_templates(
-        self, booked: dict, sample: Sample, variation: str, columns: dict[str, np.ndarray], weights: np.ndarray, scale: float
+        self, booked: dict, sample: Sample, weights: dict[str, np.ndarray], columns: dict[str, np.ndarray], scale: float
     ) -> None:
+        """Fill the templates of every region with the events ``columns``, once per variation: ``weights[variation]``."""
         for region, mask, in_region in self._in_regions(sample, columns):
-            histograms.fill_template(booked["templates"][region.name], region, sample.name, variation, in_region, weights[mask], scale)
+            in_weights = {variation: w[mask] for variation, w in weights.items()}
+            histograms.fill_templates(booked["templates"][region.name], region, sample.name, in_weights, in_region, scale)
 
     def _write_table(self, table_dir: Path, meta: dict, columns: dict[str, np.ndarray], weights: np.ndarray) -> str:
         """Write the preselected events' features as parquet; returns the file path."""
@@ -402,7 +415,7 @@ def _truth(events: ak.Array, track_keep: np.ndarray, photon_keep: np.ndarray, n_
     out = {}
     for name in MC_EVENT_BRANCHES:
         out[name] = np.asarray(ak.to_numpy(events[name]), dtype=np.float64) if name in fields else np.full(n_events, -1.0)
-    for coll, keep, keys in ((events.Tracks, track_keep, TRACK_TRUTH), (events.Photons, photon_keep, PHOTON_TRUTH)):
+    for coll, keep, keys in ((events["Tracks"], track_keep, TRACK_TRUTH), (events["Photons"], photon_keep, PHOTON_TRUTH)):
         for key, name in keys.items():
             if name in coll.fields:
                 out[key] = inputs.flat_values(coll[name], np.int64)[keep]

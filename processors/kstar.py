@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import awkward as ak
 import numpy as np
 
-from kvv import kstar, selection
+from kvv import kstar
 from kvv.config import AnalysisConfig
-from kvv.physics.columns import PhotonColumns, TrackColumns
+from kvv.physics.columns import BeamColumns, PhotonColumns, TrackColumns
 from processors.knunu import KnunuProcessor
 
 
@@ -37,8 +36,8 @@ class KstarProcessor(KnunuProcessor):
         super().__init__(cfg, model_dir=model_dir, table_dir=table_dir, drop_nonfinite=drop_nonfinite)
         self.cuts = cfg.kstar
 
-    def event_columns(self, events: ak.Array, tracks: TrackColumns, photons: PhotonColumns, truth: dict) -> dict[str, np.ndarray]:
-        columns = kstar.reconstruct_kstar(tracks, photons, selection.beam_columns(events), self.cuts)
+    def event_columns(self, beam: BeamColumns, tracks: TrackColumns, photons: PhotonColumns, truth: dict) -> dict[str, np.ndarray]:
+        columns = kstar.reconstruct_kstar(tracks, photons, beam, self.cuts)
         daughters = columns.pop("daughters")  # (n, 6) indices: not a histogram or table column
         columns["has_kaon"] = columns["has_kstar"]  # the preselection's candidate step
         columns["kaon_index"] = daughters[:, 0]

@@ -82,8 +82,8 @@ def test_templates_merge_samples_of_a_template_and_keep_the_last_edge():
     sr = next(r for r in cfg.regions if r.name == "SR")
     h = booked["templates"]["SR"]
     cols = {"kaon_pt": np.array([1.0, 2.2, 3.0]), "bdt2": np.array([0.96, 1.0, 0.995])}
-    histograms.fill_template(h, sr, "uubar", "nominal", cols, np.array([1.0, 2.0, 3.0]), scale=1.0)
-    histograms.fill_template(h, sr, "ccbar", "nominal", cols, np.array([10.0, 10.0, 10.0]), scale=10.0)
+    histograms.fill_templates(h, sr, "uubar", {"nominal": np.array([1.0, 2.0, 3.0])}, cols, scale=1.0)
+    histograms.fill_templates(h, sr, "ccbar", {"nominal": np.array([10.0, 10.0, 10.0])}, cols, scale=10.0)
     templates, observed = histograms.templates_for_fit(histograms.to_hist(booked["templates"]), cfg)
     assert observed == {}
     uubar = templates["SR"]["uubar"]["yields"].reshape(3, 3)
@@ -128,6 +128,27 @@ def test_sum_histogram_bins_as_hist_fill_does():
     np.testing.assert_allclose(got["value"], expected.view(flow=True)["value"], rtol=1e-9, atol=0)
     np.testing.assert_allclose(got["variance"], expected.view(flow=True)["variance"], rtol=1e-9, atol=0)
     assert got["value"].sum() == pytest.approx(weight[~np.isnan(values["x"]) & (values["x"] >= 0) & (values["x"] <= 2)].sum(), rel=1e-12)
+
+
+def test_filling_categories_together_is_hist_fill_per_category():
+    """fill_categories: the events' positions found once, each variation's weights in its own bins, as hist fills them."""
+    values = _random_histogram_inputs(5_000, seed=5)
+    weight = values.pop("weight")
+    weights = {"up": weight, "nominal": 0.5 * weight[::-1]}  # not in the axis's order
+    expected = hist.Hist(*_axes(), storage=hist.storage.Weight())
+    for variation, w in weights.items():
+        expected.fill(dataset="a", variation=variation, **values, weight=w)
+    together = histograms.SumHistogram(*_axes())
+    together.fill_categories("a", "variation", weights, **values, scale=651.3)
+    got = together.to_hist().view(flow=True)
+    np.testing.assert_allclose(got["value"], expected.view(flow=True)["value"], rtol=1e-9, atol=0)
+    np.testing.assert_allclose(got["variance"], expected.view(flow=True)["variance"], rtol=1e-9, atol=0)
+    one_by_one = histograms.SumHistogram(*_axes())
+    for variation, w in weights.items():
+        one_by_one.fill("a", variation=variation, **values, weight=w, scale=651.3)
+    assert np.array_equal(one_by_one.to_hist().view(flow=True), got)  # the same integer sums, bit for bit
+    with pytest.raises(KeyError, match="down"):
+        together.fill_categories("a", "variation", {"down": weight}, **values, scale=651.3)
 
 
 def test_sum_histogram_is_the_same_bits_for_any_chunking_and_merge_order():
@@ -181,8 +202,8 @@ def test_region_table_reports_the_effective_mc_events_per_template():
     booked = histograms.book(cfg)
     sr = next(r for r in cfg.regions if r.name == "SR")
     cols = {"kaon_pt": np.full(4, 2.0), "bdt2": np.full(4, 0.99)}
-    histograms.fill_template(booked["templates"]["SR"], sr, "charged", "nominal", cols, np.array([1.0, 1.0, 2.0, 4.0]), scale=1.0)
-    histograms.fill_template(booked["templates"]["SR"], sr, "mixed", "nominal", cols, np.full(4, 3.0), scale=3.0)
+    histograms.fill_templates(booked["templates"]["SR"], sr, "charged", {"nominal": np.array([1.0, 1.0, 2.0, 4.0])}, cols, scale=1.0)
+    histograms.fill_templates(booked["templates"]["SR"], sr, "mixed", {"nominal": np.full(4, 3.0)}, cols, scale=3.0)
     yields = report.region_yields(histograms.to_hist(booked["templates"]), cfg, produced={})
     assert yields["SR"]["n_eff"]["charged"] == pytest.approx(64 / 22, rel=1e-9)
     assert yields["SR"]["n_eff"]["mixed"] == pytest.approx(4.0, rel=1e-9)
