@@ -51,7 +51,7 @@ def goals(results: dict) -> list[dict]:
         add(f"(b) / {label}, same events", same.get("speedup_of_chain"), target, unit="x")
     syst = results.get("systematics", {})
     if "all" in syst:
-        add("all variations / nominal processing time", syst["all"]["relative_to_nominal"], 3.0, higher=False, unit="x")
+        add("all variations / nominal processing time", syst["all"]["relative_to_nominal"], 2.0, higher=False, unit="x")
     for row in results.get("scaling", {}).get("workers", []):
         if row["workers"] == 2:
             add(f"parallel efficiency, 2 workers, {row['executor']}", row["efficiency"], 0.9)

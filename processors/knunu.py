@@ -9,6 +9,7 @@ every worker; models are loaded there once per process (``kvv.bdt`` caches them)
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ from kvv import bdt, features, histograms, selection
 from kvv import systematics as sy
 from kvv.config import AnalysisConfig, Region, Sample
 from kvv.io import basf2, inputs
-from kvv.physics.columns import BeamColumns, PhotonColumns, TrackColumns
+from kvv.physics.columns import BeamColumns, PhotonColumns, TrackColumns, changed_events, object_mask, select_events
 
 MC_EVENT_BRANCHES = ("mcB1Mode", "mcB2Mode", "mcq2")
 TRACK_TRUTH = {"track_mcPDG": "mcPDG", "track_mcMotherPDG": "mcMotherPDG"}  # truth key -> Tracks field
@@ -47,6 +48,11 @@ class EventRecord:
         ids = {name: np.asarray(ak.to_numpy(events[name]), dtype=np.int64) for name in ("__experiment__", "__run__")}
         return cls(selection.beam_columns(events), {**ids, "__event__": event_number})
 
+    def select(self, events: np.ndarray) -> EventRecord:
+        """The record of the events the boolean mask ``events`` marks."""
+        beam = BeamColumns(*(getattr(self.beam, f.name)[events] for f in dataclasses.fields(BeamColumns)))
+        return EventRecord(beam, {name: values[events] for name, values in self.ids.items()})
+
 
 @dataclass
 class _Chunk:
@@ -63,6 +69,16 @@ class _Chunk:
     passed: np.ndarray  # per finite event: passes the preselection
     cutflow: dict[str, int]
     entries: int
+
+
+@dataclass
+class _Shifted:
+    """A chunk under one object variation: its events whose objects the variation changes, computed anew."""
+
+    variation: str
+    columns: dict[str, np.ndarray]  # of the changed events that pass the preselection
+    weights: np.ndarray  # their sample normalisation
+    unchanged: np.ndarray  # per nominal preselected event: the variation leaves its objects as they are
 
 
 class KnunuProcessor(processor.ProcessorABC):
@@ -94,6 +110,8 @@ class KnunuProcessor(processor.ProcessorABC):
 
     def __init__(self, cfg: AnalysisConfig, *, model_dir: Path | None = None, table_dir: Path | None = None, drop_nonfinite: bool = False):
         self.cfg = cfg
+        #: what a template fill reads: the regions' cuts and fit variables
+        self._region_columns = {name for r in cfg.regions for name in (*r.cuts, *(a.variable for a in r.axes))}
         self.drop_nonfinite = drop_nonfinite
         self.model_dir = Path(model_dir) if model_dir else None
         self.table_dir = Path(table_dir) if table_dir else None
@@ -107,24 +125,29 @@ class KnunuProcessor(processor.ProcessorABC):
         chunk = self._prepare(events, meta, sample)
         scale = float(meta["weight"])
         out: dict = {}
-        # (variation or None for the nominal, preselected columns, preselection mask), scored together
-        pending: list[tuple[str | None, dict[str, np.ndarray], np.ndarray]] = [(None, chunk.columns, chunk.passed)]
+        # the nominal (None) first, then object variations, scored together
+        pending: list[_Shifted | None] = [None]
+        nominal_weights: list[np.ndarray] = []  # the nominal template weights, once scored
 
         def score_and_fill() -> None:
-            self._score([columns for _, columns, _ in pending])
-            for variation, columns, passed in pending:
-                if variation is None:
-                    out.update(self._fill(meta, sample, columns, chunk.weights[passed], chunk.cutflow, chunk.entries))
-                else:
-                    weights = self._template_weights(sample, columns, chunk.weights[passed])
-                    self._fill_templates(out, sample, {variation: weights}, columns, scale)
+            self._score([chunk.columns if item is None else item.columns for item in pending])
+            for item in pending:
+                if item is None:
+                    out.update(self._fill(meta, sample, chunk.columns, chunk.weights[chunk.passed], chunk.cutflow, chunk.entries))
+                    nominal_weights.append(self._template_weights(sample, chunk.columns, chunk.weights[chunk.passed]))
+                    continue
+                weights = self._template_weights(sample, item.columns, item.weights)
+                self._fill_templates(out, sample, {item.variation: weights}, item.columns, scale)
+                # the events it leaves as they are have their nominal columns, scores and weights
+                unchanged = {name: chunk.columns[name][item.unchanged] for name in self._region_columns if name in chunk.columns}
+                self._fill_templates(out, sample, {item.variation: nominal_weights[0][item.unchanged]}, unchanged, scale)
             pending.clear()
 
         shifts = [] if self.table_dir is not None else sy.object_shifts(cfg.systematics)
         for shift in [] if sample.is_data else shifts:
             if (len(pending) + 1) * len(chunk.passed) > SCORE_BATCH_EVENTS:
                 score_and_fill()
-            pending.append((shift.name, *self._shifted(shift, chunk)))
+            pending.append(self._shifted(shift, chunk))
         score_and_fill()
         out["nonfinite"] = {sample.name: {meta["filename"]: int((~chunk.finite).sum())}}
         if self.table_dir is not None:
@@ -288,7 +311,8 @@ class KnunuProcessor(processor.ProcessorABC):
             step = self.candidate_step if step == "kaon candidate" else step
             cutflow[step] = selection.cutflow_row(mask)
             passed = mask
-        return {name: values[passed] for name, values in columns.items()}, passed, cutflow
+        rows = np.flatnonzero(passed)  # one index for every column: a mask is searched anew each time
+        return {name: values[rows] for name, values in columns.items()}, passed, cutflow
 
     def _score(self, tables: list[dict[str, np.ndarray]]) -> None:
         """Add the BDT scores to preselected column tables, all in one pass through each model (none before training)."""
@@ -310,14 +334,23 @@ class KnunuProcessor(processor.ProcessorABC):
             preselection=self.cfg.preselection,
         )
 
-    def _shifted(self, shift: sy.ObjectShift, chunk: _Chunk) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """Columns (unscored) and preselection mask of the chunk's events under one object variation."""
-        varied_tracks, varied_photons = sy.vary_objects(shift, chunk.tracks, chunk.photons, chunk.event_number, chunk.truth["photon_mcPDG"])
-        varied_truth = chunk.truth
+    def _shifted(self, shift: sy.ObjectShift, chunk: _Chunk) -> _Shifted:
+        """The chunk under one object variation: its changed events' columns (unscored), the others left nominal.
+
+        A variation often leaves most events as they are (the tracking efficiency drops
+        a track in a few per cent of them): only the events whose objects it changes
+        go through the kernels again; the features of an event depend on its objects alone.
+        """
+        tracks, photons = sy.vary_objects(shift, chunk.tracks, chunk.photons, chunk.event_number, chunk.truth["photon_mcPDG"])
+        truth = chunk.truth
         if isinstance(shift.variation, sy.TrackingEfficiencyVariation):
-            varied_truth = keep_track_truth(chunk.truth, sy.track_keep_mask(shift.variation, chunk.tracks, chunk.event_number))
-        columns, passed, _ = self._select(chunk.record, varied_tracks, varied_photons, varied_truth, chunk.weights)
-        return columns, passed
+            truth = keep_track_truth(chunk.truth, sy.track_keep_mask(shift.variation, chunk.tracks, chunk.event_number))
+        changed = changed_events(chunk.tracks, tracks) | changed_events(chunk.photons, photons)
+        truth = select_truth(truth, changed, object_mask(tracks, changed), object_mask(photons, changed))
+        tracks, photons = select_events(tracks, changed), select_events(photons, changed)
+        weights = chunk.weights[changed]
+        columns, passed, _ = self._select(chunk.record.select(changed), tracks, photons, truth, weights)
+        return _Shifted(shift.name, columns, weights[passed], ~changed[chunk.passed])
 
     def _template_weights(self, sample: Sample, columns: dict[str, np.ndarray], weights: np.ndarray) -> np.ndarray:
         """Nominal template weights of preselected events: ``weights`` with the nominal corrections and, for continuum MC, BDTc."""
@@ -427,3 +460,11 @@ def _truth(events: ak.Array, track_keep: np.ndarray, photon_keep: np.ndarray, n_
 def keep_track_truth(truth: dict[str, np.ndarray], keep: np.ndarray) -> dict[str, np.ndarray]:
     """``truth`` with its per-track arrays restricted to the tracks ``keep`` marks."""
     return {**truth, **{key: truth[key][keep] for key in TRACK_TRUTH}}
+
+
+def select_truth(truth: dict[str, np.ndarray], events: np.ndarray, tracks: np.ndarray, photons: np.ndarray) -> dict[str, np.ndarray]:
+    """``truth`` of the events the mask ``events`` marks; ``tracks``, ``photons``: the masks of their objects."""
+    out = {name: truth[name][events] for name in MC_EVENT_BRANCHES}
+    out.update({key: truth[key][tracks] for key in TRACK_TRUTH})
+    out.update({key: truth[key][photons] for key in PHOTON_TRUTH})
+    return out

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from kvv import systematics as sy
 from kvv.config.systematics import nuisance_names, variation_names
 from kvv.physics import randoms
-from kvv.physics.columns import PhotonColumns, TrackColumns
+from kvv.physics.columns import PhotonColumns, TrackColumns, changed_events, select_events
 from kvv.physics.formfactors import fplus
 
 
@@ -369,3 +369,42 @@ def test_momentum_scale_scales_all_track_momenta():
         np.testing.assert_allclose(getattr(new, f), getattr(tracks, f) * 0.999)
     np.testing.assert_array_equal(new.kaon_id, tracks.kaon_id)
     assert new_photons is photons
+
+
+def _changed_by_hand(nominal, varied) -> np.ndarray:
+    """Event by event: a different number of objects, or any different value."""
+    out = []
+    for i in range(nominal.n_events):
+        a = [getattr(nominal, f.name)[nominal.offsets[i] : nominal.offsets[i + 1]] for f in fields(nominal) if f.name != "offsets"]
+        b = [getattr(varied, f.name)[varied.offsets[i] : varied.offsets[i + 1]] for f in fields(varied) if f.name != "offsets"]
+        out.append(any(len(x) != len(y) or np.any(x != y) for x, y in zip(a, b, strict=True)))
+    return np.array(out)
+
+
+def test_changed_events_are_those_whose_objects_a_variation_moves():
+    """The events a processor recomputes under an object variation: checked event by event, for every kind."""
+    tracks, events = make_tracks()
+    photons, pdg = make_photons()
+    for shift in [*sy.object_shifts(full_config()), _tracking(0.05, 3)]:
+        new_tracks, new_photons = sy.vary_objects(shift, tracks, photons, events, pdg)
+        for nominal, varied in ((tracks, new_tracks), (photons, new_photons)):
+            expected = _changed_by_hand(nominal, varied)
+            np.testing.assert_array_equal(changed_events(nominal, varied), expected, err_msg=shift.name)
+    shift = next(s for s in sy.object_shifts(full_config()) if s.name == "beam_background_photon_scale_up")
+    beam_background = sy.vary_objects(shift, tracks, photons, events, pdg)[1]
+    changed = changed_events(photons, beam_background)
+    assert 0 < changed.sum() < (np.diff(photons.offsets) > 0).sum()  # events without beam-background photons stay
+
+
+def test_select_events_keeps_the_marked_events_with_their_objects():
+    tracks, _ = make_tracks(n_events=50)
+    marked = np.random.default_rng(5).random(50) < 0.4
+    picked = select_events(tracks, marked)
+    assert picked.n_events == marked.sum()
+    for k, i in enumerate(np.flatnonzero(marked)):
+        lo, hi = tracks.offsets[i], tracks.offsets[i + 1]
+        for f in fields(tracks):
+            if f.name != "offsets":
+                np.testing.assert_array_equal(
+                    getattr(picked, f.name)[picked.offsets[k] : picked.offsets[k + 1]], getattr(tracks, f.name)[lo:hi]
+                )

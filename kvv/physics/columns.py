@@ -76,3 +76,44 @@ def subset(columns: Objects, keep: np.ndarray) -> Objects:
     np.cumsum(np.bincount(event[keep], minlength=n_events), out=offsets[1:])
     values = {f.name: getattr(columns, f.name)[keep] for f in dataclasses.fields(columns) if f.name != "offsets"}
     return type(columns)(offsets=offsets, **values)
+
+
+def object_mask(columns: Objects, events: np.ndarray) -> np.ndarray:
+    """Per object: whether the event mask ``events`` marks its event."""
+    return np.repeat(events, np.diff(columns.offsets))
+
+
+def select_events(columns: Objects, events: np.ndarray) -> Objects:
+    """The events the boolean mask ``events`` marks, with their objects, same dataclass."""
+    keep = np.flatnonzero(object_mask(columns, events))  # one index for every field: a mask is searched anew each time
+    offsets = np.zeros(int(np.count_nonzero(events)) + 1, dtype=np.int64)
+    np.cumsum(np.diff(columns.offsets)[events], out=offsets[1:])
+    values = {f.name: getattr(columns, f.name)[keep] for f in dataclasses.fields(columns) if f.name != "offsets"}
+    return type(columns)(offsets=offsets, **values)
+
+
+def changed_events(nominal: Objects, varied: Objects) -> np.ndarray:
+    """Per event: whether its objects differ between two versions of a collection, in number or in any value."""
+    counts = np.diff(nominal.offsets)
+    changed = counts != np.diff(varied.offsets)
+    fields = [f.name for f in dataclasses.fields(nominal) if f.name != "offsets"]
+    fields = [name for name in fields if getattr(nominal, name) is not getattr(varied, name)]  # a variation shares what it keeps
+    if not fields:
+        return changed
+    if not changed.any():  # the same objects in every event: compare them in place
+        differs = np.zeros(len(getattr(nominal, fields[0])), dtype=bool)
+        for name in fields:
+            differs |= getattr(nominal, name) != getattr(varied, name)
+        running = np.zeros(len(differs) + 1, dtype=np.int64)
+        np.cumsum(differs, out=running[1:])
+        return np.diff(running[nominal.offsets]) > 0
+    # the objects of the events with as many objects in both, side by side
+    same = np.where(changed, 0, counts)
+    event = np.repeat(np.arange(len(counts)), same)
+    k = np.arange(len(event)) - np.repeat(np.cumsum(same) - same, same)
+    at_nominal, at_varied = nominal.offsets[event] + k, varied.offsets[event] + k
+    differs = np.zeros(len(event), dtype=bool)
+    for name in fields:
+        differs |= getattr(nominal, name)[at_nominal] != getattr(varied, name)[at_varied]
+    changed[event[differs]] = True
+    return changed
