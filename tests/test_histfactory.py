@@ -75,6 +75,36 @@ def test_value_and_gradient_equal_pyhf(workspace):
         np.testing.assert_allclose(np.asarray(grad), with_pyhf[1], rtol=1e-8, atol=1e-8)
 
 
+@pytest.mark.parametrize(
+    "workspace",
+    [DATA / "ita2021_default_workspace.json", DATA / "belle2_bknunu_combined_likelihood.json", _mixed_workspace()],
+    ids=["default", "belle2", "mixed"],
+)
+def test_written_out_jacobian_equals_autodiff(workspace):
+    """expected_and_jacobian against forward-mode autodiff of expected_main, on every branch and with a zero normfactor."""
+    jax = _jax()
+    lh = Likelihood.from_workspace(workspace)
+    functions = lh.functions
+    by_hand = jax.jit(functions.expected_and_jacobian)
+    autodiff = jax.jit(jax.jacfwd(functions.expected_main))
+    rng = np.random.default_rng(12)
+    free = ~lh.fixed
+    positive = lh.bounds[:, 0] >= 0
+    for k in range(12):
+        pars = lh.init.copy()
+        width = np.where(positive, 0.15, 1.0 + 0.5 * (k % 3))
+        pars[free] += rng.normal(0.0, 1.0, free.sum()) * width[free]
+        pars = np.clip(pars, lh.bounds[:, 0], lh.bounds[:, 1])
+        if k == 0:
+            pars[lh.poi_index] = 0.0  # the signal strength at 0: its derivative must not divide by it
+        expected, jacobian = (np.asarray(v) for v in by_hand(pars))
+        np.testing.assert_allclose(expected, np.asarray(functions.expected_main(pars)), rtol=1e-12, atol=0)
+        reference = np.asarray(autodiff(pars))
+        scale = np.abs(reference).max()
+        np.testing.assert_allclose(jacobian, reference, rtol=1e-9, atol=1e-12 * scale)
+        assert np.abs(reference[:, lh.poi_index]).max() > 0  # the POI column is not vacuous
+
+
 def _pyhf_value_and_grad(fn, pars, data):
     from kvv.fit.likelihood import jax_backend
 

@@ -151,7 +151,9 @@ class ModelFunctions:
     """
 
     expected_main: Callable  # pars -> expected counts of the main bins, channels in pyhf's order
+    expected_and_jacobian: Callable  # pars -> (expected_main(pars), d expected_main / d pars)
     twice_nll: Callable  # (pars, data) -> -2 ln L
+    twice_main_nll: Callable  # (expected main counts, main data) -> the Poisson terms of -2 ln L
     twice_constraint_nll: Callable  # (pars, aux) -> the constraint terms of -2 ln L
 
 
@@ -175,7 +177,8 @@ def model_functions(model: pyhf.pdf.Model, spec: dict, modifier_settings: dict[s
     log_norm = float(np.sum(np.log(t.constraint_sigma)) + 0.5 * len(t.constraint_sigma) * math.log(2 * math.pi))
     n_main = t.nominal.shape[1]
 
-    def expected_main(pars):
+    def factors(pars):
+        """The rates before their multiplicative modifiers, the normsys factors, and the other factors' terms."""
         # histosys, code4p: linear outside |alpha| <= 1, a polynomial joining the two slopes inside
         a = pars[t.histosys_par][:, None]
         a2 = a * a
@@ -183,27 +186,65 @@ def model_functions(model: pyhf.pdf.Model, spec: dict, modifier_settings: dict[s
             a2 * (3.0 * a2 - 10.0) + 15.0
         )
         deltas = jnp.where(a > 1.0, a * t.histosys_up, jnp.where(a < -1.0, a * t.histosys_down, smooth))
-        rates = t.nominal + t.histosys_sample @ deltas
+        base = t.nominal + t.histosys_sample @ deltas
         # normsys, code4: exponential outside |alpha| < 1, a 6th-order polynomial inside; positive, so
         # the factors of one sample and bin multiply as a sum of logarithms
         b = pars[t.normsys_par]
         polynomial = 1.0 + sum(t.normsys_coef[:, i] * b ** (i + 1) for i in range(6))
         factor = jnp.where(b >= 1.0, t.normsys_hi**b, jnp.where(b <= -1.0, t.normsys_lo ** (-b), polynomial))
-        rates = rates * jnp.exp(jnp.log(factor) @ t.normsys_target).reshape(rates.shape)
+        normsys = jnp.exp(jnp.log(factor) @ t.normsys_target).reshape(base.shape)
+        # normfactors and staterror gammas: 1 where they do not apply
         f = pars[t.normfactor_par][:, None, None]
-        rates = rates * jnp.prod(1.0 + (f - 1.0) * t.normfactor_target, axis=0)
         gamma = pars[t.gamma_par][:, None, :]
-        rates = rates * jnp.prod(1.0 + (gamma - 1.0) * t.gamma_target, axis=0)
-        return jnp.sum(rates, axis=0)
+        terms = jnp.concatenate([1.0 + (f - 1.0) * t.normfactor_target, 1.0 + (gamma - 1.0) * t.gamma_target])
+        return base, normsys, terms
+
+    def expected_main(pars):
+        base, normsys, terms = factors(pars)
+        return jnp.sum(base * normsys * jnp.prod(terms, axis=0), axis=0)
+
+    targets = np.concatenate([t.normfactor_target, t.gamma_target])
+    n_factors = len(t.normfactor_par)
+    # which parameter each modifier entry moves, as dense one-hot matrices: XLA's scatters are slow on CPU
+    n_pars = model.config.npars
+    to_pars = {name: np.eye(n_pars)[index] for name, index in (("histosys", t.histosys_par), ("normsys", t.normsys_par),
+                                                                  ("normfactor", t.normfactor_par))}  # fmt: skip
+    gamma_to_pars = np.eye(n_pars)[t.gamma_par] * t.gamma_target.any(axis=1)[..., None]  # (E, B, P); 0 outside its channel
+
+    def expected_and_jacobian(pars):
+        """The expected main counts and their Jacobian d nu_b / d pars_p, written out: a few times cheaper than autodiff's."""
+        base, normsys, terms = factors(pars)
+        scaled = normsys * jnp.prod(terms, axis=0)  # what multiplies the rates before the multiplicative modifiers
+        rates = base * scaled
+        # histosys: the derivative of each interpolated delta, times its sample's factors
+        a = pars[t.histosys_par][:, None]
+        a2 = a * a
+        slope = 0.5 * (t.histosys_up + t.histosys_down) + 0.0625 * (t.histosys_up - t.histosys_down) * a * (a2 * (18.0 * a2 - 40.0) + 30.0)
+        slope = jnp.where(a > 1.0, t.histosys_up, jnp.where(a < -1.0, t.histosys_down, slope))
+        jacobian = ((t.histosys_sample.T @ scaled) * slope).T @ to_pars["histosys"]
+        # normsys: the rates it multiplies, times the derivative of the logarithm of its factor
+        b = pars[t.normsys_par]
+        polynomial = 1.0 + sum(t.normsys_coef[:, i] * b ** (i + 1) for i in range(6))
+        derivative = sum((i + 1) * t.normsys_coef[:, i] * b**i for i in range(6))
+        log_slope = jnp.where(b >= 1.0, np.log(t.normsys_hi), jnp.where(b <= -1.0, -np.log(t.normsys_lo), derivative / polynomial))
+        applied = (t.normsys_target * rates.reshape(-1)).reshape(-1, *rates.shape).sum(axis=1)
+        jacobian += (log_slope[:, None] * applied).T @ to_pars["normsys"]
+        # normfactors and gammas: the rates with every other term, where the term applies (no division: a factor may be 0)
+        before = jnp.cumprod(jnp.concatenate([jnp.ones_like(terms[:1]), terms[:-1]]), axis=0)
+        after = jnp.cumprod(jnp.concatenate([jnp.ones_like(terms[:1]), terms[:0:-1]]), axis=0)[::-1]
+        per_term = jnp.sum(base * normsys * before * after * targets, axis=1)  # (F + E, B)
+        jacobian += per_term[:n_factors].T @ to_pars["normfactor"]
+        jacobian += jnp.einsum("eb,ebp->bp", per_term[n_factors:], gamma_to_pars)
+        return jnp.sum(rates, axis=0), jacobian
 
     def twice_constraint_nll(pars, aux):
         pulls = (aux - pars[t.constrained_par]) / t.constraint_sigma
         return jnp.sum(pulls * pulls) + 2.0 * log_norm
 
-    def twice_nll(pars, data):
-        main, aux = data[:n_main], data[n_main:]
-        expected = expected_main(pars)
-        poisson = jnp.sum(xlogy(main, expected) - expected - gammaln(main + 1.0))
-        return -2.0 * poisson + twice_constraint_nll(pars, aux)
+    def twice_main_nll(expected, main):
+        return -2.0 * jnp.sum(xlogy(main, expected) - expected - gammaln(main + 1.0))
 
-    return ModelFunctions(expected_main, twice_nll, twice_constraint_nll)
+    def twice_nll(pars, data):
+        return twice_main_nll(expected_main(pars), data[:n_main]) + twice_constraint_nll(pars, data[n_main:])
+
+    return ModelFunctions(expected_main, expected_and_jacobian, twice_nll, twice_main_nll, twice_constraint_nll)

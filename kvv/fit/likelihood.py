@@ -93,9 +93,16 @@ def load_workspace(workspace: dict | str | Path) -> pyhf.Workspace:
 
 def _pyhf_functions(model: pyhf.pdf.Model) -> ModelFunctions:
     """pyhf's ``logpdf`` and its parts, traced with pyhf's JAX backend."""
+    jax = _jax()
+
+    def expected_main(pars):
+        return model.expected_data(pars, include_auxdata=False)
+
     return ModelFunctions(
-        expected_main=lambda pars: model.expected_data(pars, include_auxdata=False),
+        expected_main=expected_main,
+        expected_and_jacobian=lambda pars: (expected_main(pars), jax.jacrev(expected_main)(pars)),
         twice_nll=lambda pars, data: -2.0 * model.logpdf(pars, data)[0],
+        twice_main_nll=lambda expected, main: -2.0 * pyhf.tensorlib.sum(pyhf.probability.Poisson(expected).log_prob(main)),
         twice_constraint_nll=lambda pars, aux: -2.0 * model.constraint_logpdf(aux, pars),
     )
 
