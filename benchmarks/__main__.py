@@ -21,7 +21,7 @@ from coffea import processor
 from benchmarks import awkward_way, chain, memory, pandas_way, report, scaling
 from processors.knunu import KnunuProcessor
 
-SECTIONS = ("io", "chain", "awkward", "pandas", "systematics", "formats", "scaling", "memory", "generation", "fit")
+SECTIONS = ("io", "chain", "awkward", "pandas", "systematics", "chunk_cost", "formats", "scaling", "memory", "generation", "fit")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -118,6 +118,16 @@ def systematics_cost(args: argparse.Namespace, fileset: dict, model_dir: Path) -
     return out
 
 
+def chunk_cost_section(args: argparse.Namespace, model_dir: Path) -> dict:
+    """The processor's fixed cost per chunk, every systematic variation on, on the memory section's charged-B file."""
+    from benchmarks import chunk_cost
+
+    sizes = (500, 1_000, 2_000, 5_000) if args.quick else chunk_cost.SIZES
+    sample = memory.memory_sample(max(800_000, chunk_cost.START + sizes[-1]) if not args.quick else 60_000, chain.DEFAULT_CACHE / "memory")
+    cfg = chain.benchmark_config(args.events, systematics="all")
+    return chunk_cost.run(cfg, "charged", model_dir, str(sample), sizes)
+
+
 def _median_staged(proc: KnunuProcessor, chunk_list: list, repeats: int) -> tuple[dict, dict]:
     runs = [chain.run_staged(proc, chunk_list) for _ in range(repeats)]
     stages = {k: statistics.median(t[k] for _, t in runs) for k in runs[0][1]}
@@ -162,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     throughput(args, fileset, proc, results)
     if "systematics" in args.only:
         guarded(results, "systematics", lambda: systematics_cost(args, fileset, model_dir))
+    if "chunk_cost" in args.only:
+        guarded(results, "chunk_cost", lambda: chunk_cost_section(args, model_dir))
     if "formats" in args.only:
         from benchmarks import formats
 

@@ -2,10 +2,11 @@
 
 ``python -m benchmarks.chunk_cost`` runs :class:`processors.knunu.KnunuProcessor`
 (with the models of a default run, every systematic variation on) on chunks of 2 000,
-10 000, 50 000 and 100 000 events of one file of a sample, in one process, best of
-three for the small ones, and fits time = fixed + n × per-event (least squares in
-relative terms). ``--profile`` adds a
-cProfile of ten 2 000-event chunks, sorted by own time.
+10 000, 50 000 and 200 000 events of one file of a sample (at least 210 000 events),
+in one process, best of three for the small ones, and fits time = fixed + n × per-event
+(least squares in relative terms). ``python -m benchmarks`` runs it as its
+``chunk_cost`` section. ``--profile`` adds a cProfile of ten 2 000-event chunks, sorted
+by own time.
 
     python -m kvv.run --executor futures          # samples and models, once
     python -m benchmarks.chunk_cost --sample charged [--file other.root] [--profile]
@@ -24,12 +25,14 @@ import awkward as ak
 import numpy as np
 from coffea.nanoevents import NanoEventsFactory
 
-from kvv.config import load_config
+from kvv.config import AnalysisConfig, load_config
 from kvv.io import inputs
 from kvv.io.schema import Belle2Schema
 from processors.knunu import KnunuProcessor
 
-SIZES = (2_000, 10_000, 50_000, 100_000)
+SIZES = (2_000, 10_000, 50_000, 200_000)
+#: the first event timed: a basket boundary of kvv's files, after the warm-up chunk
+START = 10_000
 
 
 def _chunk(path: str, tree: str, sample: str, weight: float, start: int, stop: int) -> ak.Array:
@@ -41,9 +44,10 @@ def _chunk(path: str, tree: str, sample: str, weight: float, start: int, stop: i
     return factory.events()
 
 
-def _setup(config: str, sample: str, models: Path | None, file: str | None) -> tuple[KnunuProcessor, Callable[[int, int], ak.Array]]:
+def _setup(
+    cfg: AnalysisConfig, sample: str, models: Path | None, file: str | None
+) -> tuple[KnunuProcessor, Callable[[int, int], ak.Array]]:
     """The processor, warmed up on a first chunk, and a function giving the chunk [start, stop) of the file."""
-    cfg = load_config(config)
     processor = KnunuProcessor(cfg, model_dir=models or Path("outputs") / cfg.name / "models")
     found = inputs.collect_inputs(cfg, [cfg.sample(sample)])
     files = inputs.fileset(found, cfg)[sample]
@@ -58,22 +62,25 @@ def _setup(config: str, sample: str, models: Path | None, file: str | None) -> t
     return processor, chunk
 
 
-def run(config: str = "ita2021", sample: str = "charged", models: Path | None = None, file: str | None = None) -> dict:
+def run(
+    cfg: AnalysisConfig, sample: str = "charged", models: Path | None = None, file: str | None = None, sizes: tuple[int, ...] = SIZES
+) -> dict:
     """Seconds per chunk for each size, and the fitted fixed cost (s) and cost per event (s)."""
-    processor, chunk = _setup(config, sample, models, file)
-    start = SIZES[-1]  # a basket boundary of kvv's files, away from the warm-up chunk
+    processor, chunk = _setup(cfg, sample, models, file)
     seconds = {}
-    for n in SIZES:
+    for n in sizes:
         times = []
         for _ in range(3 if n < 50_000 else 1):
-            events = chunk(start, start + n)
+            events = chunk(START, START + n)
+            if len(events) < n:
+                raise ValueError(f"{file or sample}: {START + n} events needed for chunks of {n}, the file has fewer")
             t0 = time.perf_counter()
             processor.process(events)
             times.append(time.perf_counter() - t0)
         seconds[n] = min(times)
-    times = np.array([seconds[n] for n in SIZES])
+    times = np.array([seconds[n] for n in sizes])
     # relative weights: the large chunks' noise would otherwise swamp the fixed part
-    per_event, fixed = np.polyfit(np.array(SIZES, dtype=float), times, 1, w=1.0 / times)
+    per_event, fixed = np.polyfit(np.array(sizes, dtype=float), times, 1, w=1.0 / times)
     return {
         "file": file or "the sample's first file",
         "seconds_per_chunk": seconds,
@@ -82,9 +89,9 @@ def run(config: str = "ita2021", sample: str = "charged", models: Path | None = 
     }
 
 
-def profile(config: str, sample: str, models: Path | None, file: str | None, n_chunks: int = 10) -> pstats.Stats:
+def profile(cfg: AnalysisConfig, sample: str, models: Path | None, file: str | None, n_chunks: int = 10) -> pstats.Stats:
     """cProfile of ``n_chunks`` chunks of 2 000 events."""
-    processor, chunk = _setup(config, sample, models, file)
+    processor, chunk = _setup(cfg, sample, models, file)
     chunks = [chunk(20_000 + 2_000 * k, 22_000 + 2_000 * k) for k in range(n_chunks)]
     profiler = cProfile.Profile()
     profiler.enable()
@@ -102,13 +109,14 @@ def main() -> None:
     parser.add_argument("--file", help="another file of the sample's process (e.g. one written with other baskets)")
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
-    result = run(args.config, args.sample, args.models, args.file)
+    cfg = load_config(args.config)
+    result = run(cfg, args.sample, args.models, args.file)
     print(f"file: {result['file']}")
     for n, s in result["seconds_per_chunk"].items():
         print(f"{n:>7} events: {s * 1e3:8.1f} ms  ({s / n * 1e6:6.1f} µs/event)")
     print(f"fixed cost per chunk {result['fixed_s'] * 1e3:.1f} ms, {result['per_event_s'] * 1e6:.2f} µs/event")
     if args.profile:
-        profile(args.config, args.sample, args.models, args.file).sort_stats("tottime").print_stats(25)
+        profile(cfg, args.sample, args.models, args.file).sort_stats("tottime").print_stats(25)
 
 
 if __name__ == "__main__":

@@ -67,6 +67,9 @@ def goals(results: dict) -> list[dict]:
     if speedup:
         add("fit: MLE with uncertainties, kvv / pyhf-JAX", speedup.get("mle_with_uncertainties"), 10.0, unit="x")
         add("fit: 90 % CL limit, kvv / pyhf-JAX", speedup.get("limit90"), 30.0, unit="x")
+    cost = results.get("chunk_cost")
+    if cost:
+        add("processor's fixed cost per chunk, all variations", 1e3 * cost["fixed_s"], 20.0, higher=False, unit="ms")
     if "toys" in fit:
         add("injection-study toys per second (default workspace)", fit["toys"]["kvv"]["toys_per_s"], 100.0, unit="/s")
     return out
@@ -180,6 +183,16 @@ def markdown(results: dict) -> str:
         lines += _table(
             ["series", "chunk size", "chunks", "events", "baseline RSS MB", "peak RSS MB (VmHWM)", "peak RSS MB (sampled)"], rows
         )
+    cost = results.get("chunk_cost")
+    if cost:
+        lines += ["", "## The processor's cost per chunk (every systematic variation on, one process, best of 3 below 50k)", ""]
+        lines += _table(
+            ["chunk", "ms", "µs/event"], [[f"{int(n):,} events", 1e3 * t, 1e6 * t / int(n)] for n, t in cost["seconds_per_chunk"].items()]
+        )
+        lines += [
+            "",
+            f"Fitted time = fixed + n × per-event: **{1e3 * cost['fixed_s']:.1f} ms per chunk** + {1e6 * cost['per_event_s']:.2f} µs/event.",
+        ]
     formats = results.get("formats")
     if formats:
         lines += [
@@ -191,9 +204,32 @@ def markdown(results: dict) -> str:
             ["route", "seconds", "events/s/core", "relative to kvv's layout"],
             [[name, r["seconds"], r["events_per_s_per_core"], r["relative_to_kvv"]] for name, r in formats["routes"].items()],
         )
-    for key, title in (("generation", "Generation (benchmarks/generation.py)"), ("fit", "Fit (benchmarks/fit.py)")):
-        if key in results:
-            lines += ["", f"## {title}", "", "```", json.dumps(results[key], indent=1, default=str)[:3000], "```"]
+    if "generation" in results:
+        lines += [
+            "",
+            "## Generation (benchmarks/generation.py)",
+            "",
+            "```",
+            json.dumps(results["generation"], indent=1, default=str)[:3000],
+            "```",
+        ]
+    fit = results.get("fit")
+    if fit:
+        lines += ["", f"## Fit (benchmarks/fit.py; {fit.get('workspace')}; toys on {fit.get('toys', {}).get('workspace', '-')})", ""]
+        kvv, jax_ = fit.get("kvv", {}), fit.get("pyhf_jax", {})
+        steps = (("MLE with uncertainties", "mle", "mle", "mle_with_uncertainties"), ("MLE point estimate", "mle", "mle_scipy", "mle_point_estimate"),
+                 ("significance", "significance", "significance", "significance"), ("90 % CL limit", "limit90", "limit90", "limit90"))  # fmt: skip
+        rows = [[label, kvv.get(k, {}).get("seconds"), jax_.get(j, {}).get("seconds"), fit.get("kvv_speedup_over_pyhf_jax", {}).get(r)]
+                for label, k, j, r in steps]  # fmt: skip
+        lines += _table(["step", "kvv s", "pyhf JAX s", "kvv speed-up"], rows)
+        answers = (("μ̂", ("mle", "mu")), ("σ(μ)", ("mle", "sigma")), ("Z", ("significance", "Z")), ("limit", ("limit90", "mu_up")))
+        lines += ["", "Answers (kvv / pyhf JAX): " + ", ".join(
+            f"{name} {_fmt(kvv.get(step, {}).get(key))} / {_fmt(jax_.get(step, {}).get(key))}" for name, (step, key) in answers) + "."]  # fmt: skip
+        toys = fit.get("toys")
+        if toys:
+            lines += ["", f"Injection-study toys ({toys['toys']}; a free fit, a fit at the injected μ and a Hessian each):", ""]
+            lines += _table(["method", "seconds", "toys/s"], [[name, toys[name]["seconds"], toys[name]["toys_per_s"]]
+                            for name in ("kvv", "kvv_on_pyhf_logpdf", "kvv_one_by_one") if name in toys])  # fmt: skip
     lines += ["", "## Goals", ""]
     lines += _table(
         ["goal", "measured", "target", "met"],
