@@ -41,8 +41,11 @@ def _timed(fileset: dict, proc: KnunuProcessor, chunksize: int) -> tuple[float, 
 
 
 def run(cfg: AnalysisConfig, fileset: dict, model_dir: Path, chunksize: int, workdir: Path) -> dict:
-    """events/s/core of each route on the first file of the largest MC sample, and their ratios to kvv's."""
-    sample = max((s for s in cfg.samples if not s.is_data), key=lambda s: s.events).name
+    """events/s/core of each route on the first file of the largest MC sample that kvv writes unfiltered, and their ratios to kvv's.
+
+    (A sample given as files cannot carry a generator filter: the route configs list the file.)
+    """
+    sample = max((s for s in cfg.samples if not s.is_data and not s.generator_filter.active), key=lambda s: s.events).name
     src = next(iter(fileset[sample]["files"]))
     info = inputs.inspect_file(src, cfg.tree, inputs.REQUIRED_BRANCHES)
     meta = fileset[sample]["metadata"]
