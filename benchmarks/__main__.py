@@ -119,13 +119,23 @@ def systematics_cost(args: argparse.Namespace, fileset: dict, model_dir: Path) -
 
 
 def chunk_cost_section(args: argparse.Namespace, model_dir: Path) -> dict:
-    """The processor's fixed cost per chunk, every systematic variation on, on the memory section's charged-B file."""
+    """The processor's fixed cost per chunk, every systematic variation on, on the memory section's charged-B file.
+
+    In a fresh process, as a worker runs: in this one, which holds every earlier section's
+    objects, small chunks cost several times more (Python's garbage collections traverse them).
+    """
+    import json
+    import subprocess
+
     from benchmarks import chunk_cost
 
     sizes = (500, 1_000, 2_000, 5_000) if args.quick else chunk_cost.SIZES
-    sample = memory.memory_sample(max(800_000, chunk_cost.START + sizes[-1]) if not args.quick else 60_000, chain.DEFAULT_CACHE / "memory")
+    sample = memory.memory_sample(60_000 if args.quick else max(800_000, chunk_cost.START + sizes[-1]), chain.DEFAULT_CACHE / "memory")
     cfg = chain.benchmark_config(args.events, systematics="all")
-    return chunk_cost.run(cfg, "charged", model_dir, str(sample), sizes)
+    command = [sys.executable, "-m", "benchmarks.chunk_cost", "--config", str(chain.DEFAULT_CACHE / f"{cfg.name}.yaml"),
+               "--models", str(model_dir), "--file", str(sample), "--sizes", ",".join(map(str, sizes)), "--json"]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def _median_staged(proc: KnunuProcessor, chunk_list: list, repeats: int) -> tuple[dict, dict]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import json
 import pstats
 import time
 from collections.abc import Callable
@@ -108,9 +109,14 @@ def main() -> None:
     parser.add_argument("--models", type=Path, help="the BDT models (default: outputs/<analysis>/models)")
     parser.add_argument("--file", help="another file of the sample's process (e.g. one written with other baskets)")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--sizes", default=",".join(map(str, SIZES)), help="chunk sizes, comma-separated")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON only (python -m benchmarks runs it so)")
     args = parser.parse_args()
     cfg = load_config(args.config)
-    result = run(cfg, args.sample, args.models, args.file)
+    result = run(cfg, args.sample, args.models, args.file, tuple(int(n) for n in args.sizes.split(",")))
+    if args.json:
+        print(json.dumps(result))
+        return
     print(f"file: {result['file']}")
     for n, s in result["seconds_per_chunk"].items():
         print(f"{n:>7} events: {s * 1e3:8.1f} ms  ({s / n * 1e6:6.1f} µs/event)")
