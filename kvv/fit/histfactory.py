@@ -209,7 +209,7 @@ def model_functions(model: pyhf.pdf.Model, spec: dict, modifier_settings: dict[s
     n_pars = model.config.npars
     to_pars = {name: np.eye(n_pars)[index] for name, index in (("histosys", t.histosys_par), ("normsys", t.normsys_par),
                                                                   ("normfactor", t.normfactor_par))}  # fmt: skip
-    gamma_to_pars = np.eye(n_pars)[t.gamma_par] * t.gamma_target.any(axis=1)[..., None]  # (E, B, P); 0 outside its channel
+    gamma_to_pars = np.eye(n_pars)[t.gamma_par] * np.asarray(t.gamma_target.any(axis=1))[..., None]  # (E, B, P); 0 outside its channel
 
     def expected_and_jacobian(pars):
         """The expected main counts and their Jacobian d nu_b / d pars_p, written out: a few times cheaper than autodiff's."""
