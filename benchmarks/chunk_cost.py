@@ -2,9 +2,10 @@
 
 ``python -m benchmarks.chunk_cost`` runs :class:`processors.knunu.KnunuProcessor`
 (with the models of a default run, every systematic variation on) on chunks of 2 000,
-10 000, 50 000 and 200 000 events of one file of a sample (at least 210 000 events),
-in one process, best of three for the small ones, and fits time = fixed + n × per-event
-(least squares in relative terms). ``python -m benchmarks`` runs it as its
+5 000, 10 000, 50 000 and 200 000 events of one file of a sample (at least 210 000
+events), in one process, best of five for chunks below 50 000 events, fits time = fixed + n ×
+per-event over the chunks of up to 10 000 events (least squares in relative terms), and
+compares the time per event of 10 000- and 200 000-event chunks. ``python -m benchmarks`` runs it as its
 ``chunk_cost`` section. ``--profile`` adds a cProfile of ten 2 000-event chunks, sorted
 by own time.
 
@@ -31,7 +32,9 @@ from kvv.io import inputs
 from kvv.io.schema import Belle2Schema
 from processors.knunu import KnunuProcessor
 
-SIZES = (2_000, 10_000, 50_000, 200_000)
+SIZES = (2_000, 5_000, 10_000, 50_000, 200_000)
+#: the largest chunk size in the fit of the fixed cost
+SMALL = 10_000
 #: the first event timed: a basket boundary of kvv's files, after the warm-up chunk
 START = 10_000
 
@@ -71,7 +74,7 @@ def run(
     seconds = {}
     for n in sizes:
         times = []
-        for _ in range(3 if n < 50_000 else 1):
+        for _ in range(5 if n < 50_000 else 1):
             events = chunk(START, START + n)
             if len(events) < n:
                 raise ValueError(f"{file or sample}: {START + n} events needed for chunks of {n}, the file has fewer")
@@ -79,15 +82,22 @@ def run(
             processor.process(events)
             times.append(time.perf_counter() - t0)
         seconds[n] = min(times)
-    times = np.array([seconds[n] for n in sizes])
-    # relative weights: the large chunks' noise would otherwise swamp the fixed part
-    per_event, fixed = np.polyfit(np.array(sizes, dtype=float), times, 1, w=1.0 / times)
-    return {
+    # Chunks above SMALL cost more per event (the kernel faults in fresh pages for their
+    # arrays), so a line through every size would not separate a fixed part.
+    small = [n for n in sizes if n <= SMALL] if sum(n <= SMALL for n in sizes) >= 2 else list(sizes)
+    times = np.array([seconds[n] for n in small])
+    # relative weights: the larger chunks' noise would otherwise swamp the fixed part
+    per_event, fixed = np.polyfit(np.array(small, dtype=float), times, 1, w=1.0 / times)
+    result = {
         "file": file or "the sample's first file",
         "seconds_per_chunk": seconds,
+        "fitted_sizes": small,
         "fixed_s": float(fixed),
         "per_event_s": float(per_event),
     }
+    if 10_000 in seconds and 200_000 in seconds:
+        result["per_event_10k_over_200k"] = (seconds[10_000] / 10_000) / (seconds[200_000] / 200_000)
+    return result
 
 
 def profile(cfg: AnalysisConfig, sample: str, models: Path | None, file: str | None, n_chunks: int = 10) -> pstats.Stats:
@@ -120,7 +130,11 @@ def main() -> None:
     print(f"file: {result['file']}")
     for n, s in result["seconds_per_chunk"].items():
         print(f"{n:>7} events: {s * 1e3:8.1f} ms  ({s / n * 1e6:6.1f} µs/event)")
-    print(f"fixed cost per chunk {result['fixed_s'] * 1e3:.1f} ms, {result['per_event_s'] * 1e6:.2f} µs/event")
+    print(
+        f"fixed cost per chunk {result['fixed_s'] * 1e3:.1f} ms, {result['per_event_s'] * 1e6:.2f} µs/event (chunks of {result['fitted_sizes']})"
+    )
+    if "per_event_10k_over_200k" in result:
+        print(f"time per event, 10 000-event chunks / 200 000-event chunks: {result['per_event_10k_over_200k']:.3f}")
     if args.profile:
         profile(cfg, args.sample, args.models, args.file).sort_stats("tottime").print_stats(25)
 
