@@ -189,7 +189,11 @@ def markdown(results: dict) -> str:
     if cost:
         lines += ["", "## The processor's cost per chunk (every systematic variation on, a fresh process, best of 5 below 50k)", ""]
         lines += _table(
-            ["chunk", "ms", "µs/event"], [[f"{int(n):,} events", 1e3 * t, 1e6 * t / int(n)] for n, t in cost["seconds_per_chunk"].items()]
+            ["chunk", "ms", "µs/event", "of which in the kernel (system CPU), µs/event"],
+            [
+                [f"{int(n):,} events", 1e3 * t, 1e6 * t / int(n), 1e6 * cost["system_seconds_per_chunk"][n] / int(n)]
+                for n, t in cost["seconds_per_chunk"].items()
+            ],
         )
         lines += [
             "",
