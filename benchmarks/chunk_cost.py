@@ -3,11 +3,11 @@
 ``python -m benchmarks.chunk_cost`` runs :class:`processors.knunu.KnunuProcessor`
 (with the models of a default run, every systematic variation on) on chunks of 2 000,
 5 000, 10 000, 50 000 and 200 000 events of one file of a sample (at least 210 000
-events), in one process, best of five for chunks below 50 000 events, fits time = fixed + n ×
-per-event over the chunks of up to 10 000 events (least squares in relative terms), and
-compares the time per event of 10 000- and 200 000-event chunks. ``python -m benchmarks`` runs it as its
-``chunk_cost`` section. ``--profile`` adds a cProfile of ten 2 000-event chunks, sorted
-by own time.
+events), in one process, best of five below 50 000 events; it fits time = fixed + n ×
+per-event over the chunks of up to 10 000 events (least squares in relative terms) and
+compares the time per event of 10 000- and 200 000-event chunks. ``python -m benchmarks``
+runs it as its ``chunk_cost`` section. ``--profile`` adds a cProfile of ten 2 000-event
+chunks, sorted by own time.
 
     python -m kvv.run --executor futures          # samples and models, once
     python -m benchmarks.chunk_cost --sample charged [--file other.root] [--profile]
@@ -85,7 +85,9 @@ def run(
         seconds[n], system[n] = min(runs)
     # Chunks above SMALL cost more per event (the kernel faults in fresh pages for their
     # arrays), so a line through every size would not separate a fixed part.
-    small = [n for n in sizes if n <= SMALL] if sum(n <= SMALL for n in sizes) >= 2 else list(sizes)
+    small = [n for n in sizes if n <= SMALL]
+    if len(small) < 2:
+        small = list(sizes)
     times = np.array([seconds[n] for n in small])
     # relative weights: the larger chunks' noise would otherwise swamp the fixed part
     per_event, fixed = np.polyfit(np.array(small, dtype=float), times, 1, w=1.0 / times)
