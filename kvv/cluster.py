@@ -22,6 +22,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from coffea import processor
+from distributed.diagnostics.plugin import WorkerPlugin
 
 from kvv.config import ConfigError
 from kvv.config.cluster import DEFAULT_SLURM_CONFIG, SlurmConfig, load_slurm_config
@@ -197,6 +199,25 @@ def execution(
             )
 
 
+class ProfileRecursionLimit(WorkerPlugin):
+    """Raises a worker's recursion limit so that Dask can measure its own profile.
+
+    distributed samples a task's call stack up to 100 frames deep, and before
+    sending the profile it measures it with dask's ``sizeof``, which recurses
+    about 12 Python frames per stack frame: some 1 200 at that depth, more
+    than Python's default limit of 1 000 (dask/distributed#8578). The deepest
+    stacks in kvv's tasks are the imports of numba's first compilation in a
+    worker (vector's numba backend, some 80 frames); without this the
+    performance report warns that the size calculation failed.
+    """
+
+    name = "kvv-profile-recursion-limit"
+    limit = 2000
+
+    def setup(self, worker: Any) -> None:
+        sys.setrecursionlimit(max(sys.getrecursionlimit(), self.limit))
+
+
 def dask_execution(
     name: str,
     client: Any,
@@ -208,6 +229,7 @@ def dask_execution(
     info: dict | None = None,
 ) -> Execution:
     """Wrap a connected Dask client; the dashboard link is always printed."""
+    client.register_plugin(ProfileRecursionLimit())
     n_workers = workers or len(client.scheduler_info().get("workers", {}))
     dashboard = dashboard_link(client, dashboard_address)
     print(f"Dask dashboard: {dashboard}", flush=True)

@@ -145,6 +145,28 @@ def test_local_dask_cluster_refuses_client_without_credentials(capsys):
     assert "Dask dashboard: http://127.0.0.1:" in capsys.readouterr().out
 
 
+def deep_stack_then_wait(depth: int) -> int:
+    """Sleeps under ``depth`` Python frames, for the workers' profiler to sample."""
+    if depth > 0:
+        return deep_stack_then_wait(depth - 1)
+    time.sleep(1.0)
+    return 0
+
+
+async def profile_sizeof(dask_worker) -> int:
+    """dask's ``sizeof`` of the worker's profile, as distributed measures it before sending it."""
+    from dask.sizeof import sizeof
+
+    return sizeof(await dask_worker.get_profile())
+
+
+def test_workers_can_measure_the_profile_of_deep_stacks():
+    """Stacks beyond distributed's cut of 100 frames give the deepest profile tree (dask/distributed#8578)."""
+    with cluster.execution("dask", workers=1, status=False) as ex:
+        assert ex.map(deep_stack_then_wait, [150]) == [0]
+        assert all(size > 0 for size in ex.client.run(profile_sizeof).values())
+
+
 def test_attach_to_tls_scheduler_with_certificate_files(tmp_path):
     security = cluster.write_credentials(tmp_path)
     with LocalCluster(n_workers=1, processes=False, security=security, protocol="tls://", dashboard_address=":0") as lc:
